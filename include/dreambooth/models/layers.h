@@ -1,0 +1,77 @@
+// Leaf layers shared by every model. Unlike torch::nn's, they allocate their parameters without
+// initialising them: a checkpoint overwrites them anyway, and initialising ~1B parameters only to
+// discard them costs seconds on every load. `init_random_weights` (init.h) fills them for `init`.
+//
+// Parameters are registered as "weight"/"bias", so parent modules yield diffusers' key names.
+#pragma once
+
+#include <torch/nn/module.h>
+#include <torch/nn/pimpl.h>
+
+namespace dreambooth::models {
+
+class LinearImpl : public torch::nn::Module {
+ public:
+  LinearImpl(int64_t in_features, int64_t out_features, bool bias = true);
+  torch::Tensor forward(const torch::Tensor& x);
+
+  int64_t in_features;
+  int64_t out_features;
+  torch::Tensor weight;  // [out, in]
+  torch::Tensor bias;    // [out] or undefined
+};
+TORCH_MODULE(Linear);
+
+class Conv2dImpl : public torch::nn::Module {
+ public:
+  Conv2dImpl(int64_t in_channels, int64_t out_channels, int64_t kernel_size, int64_t stride = 1,
+             int64_t padding = 0, bool bias = true);
+  torch::Tensor forward(const torch::Tensor& x);
+
+  int64_t in_channels;
+  int64_t out_channels;
+  int64_t kernel_size;
+  int64_t stride;
+  int64_t padding;
+  torch::Tensor weight;  // [out, in, k, k]
+  torch::Tensor bias;
+};
+TORCH_MODULE(Conv2d);
+
+class GroupNormImpl : public torch::nn::Module {
+ public:
+  GroupNormImpl(int64_t num_groups, int64_t num_channels, double eps);
+  torch::Tensor forward(const torch::Tensor& x);
+
+  int64_t num_groups;
+  int64_t num_channels;
+  double eps;
+  torch::Tensor weight;
+  torch::Tensor bias;
+};
+TORCH_MODULE(GroupNorm);
+
+class LayerNormImpl : public torch::nn::Module {
+ public:
+  LayerNormImpl(int64_t dim, double eps);
+  torch::Tensor forward(const torch::Tensor& x);
+
+  int64_t dim;
+  double eps;
+  torch::Tensor weight;
+  torch::Tensor bias;
+};
+TORCH_MODULE(LayerNorm);
+
+class EmbeddingImpl : public torch::nn::Module {
+ public:
+  EmbeddingImpl(int64_t num_embeddings, int64_t dim);
+  torch::Tensor forward(const torch::Tensor& ids);
+
+  int64_t num_embeddings;
+  int64_t dim;
+  torch::Tensor weight;  // [num, dim]
+};
+TORCH_MODULE(Embedding);
+
+}  // namespace dreambooth::models

@@ -1,0 +1,9 @@
+list(APPEND DREAMBOOTH_SOURCES
+  src/core/atomic_file.cpp
+  src/core/config_reader.cpp
+  src/core/error.cpp
+  src/core/interrupt.cpp
+  src/core/logging.cpp
+  src/core/runtime.cpp
+  src/core/torch_compat.cpp
+)

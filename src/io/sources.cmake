@@ -1,0 +1,3 @@
+list(APPEND DREAMBOOTH_SOURCES
+  src/io/safetensors.cpp
+)
