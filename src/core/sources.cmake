@@ -4,6 +4,7 @@ list(APPEND DREAMBOOTH_SOURCES
   src/core/error.cpp
   src/core/interrupt.cpp
   src/core/logging.cpp
+  src/core/progress.cpp
   src/core/runtime.cpp
   src/core/torch_compat.cpp
 )
