@@ -1,0 +1,8 @@
+dreambooth_add_test(scheduler_config_test LABELS unit SOURCES schedulers/scheduler_config_test.cpp)
+dreambooth_add_test(registry_test LABELS unit SOURCES schedulers/registry_test.cpp)
+dreambooth_add_test(noise_source_test LABELS unit SOURCES schedulers/noise_source_test.cpp)
+dreambooth_add_test(samplers_test LABELS unit SOURCES schedulers/samplers_test.cpp)
+dreambooth_add_test(noise_schedule_parity_test LABELS parity SOURCES schedulers/noise_schedule_parity_test.cpp)
+dreambooth_add_test(schedule_parity_test LABELS parity SOURCES schedulers/schedule_parity_test.cpp)
+dreambooth_add_test(step_parity_test LABELS parity SOURCES schedulers/step_parity_test.cpp)
+dreambooth_add_test(sampler_replay_parity_test LABELS parity SOURCES schedulers/sampler_replay_parity_test.cpp)
