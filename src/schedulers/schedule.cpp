@@ -56,7 +56,7 @@ double np_interp_index(double x, const std::vector<float>& fp) {
   if (x >= last) return fp[last];
   const int j = static_cast<int>(std::floor(x));
   if (x == j) return fp[j];
-  const double slope = (static_cast<double>(fp[j + 1]) - fp[j]) / 1.0;
+  const double slope = static_cast<double>(fp[j + 1]) - fp[j];  // over a unit step of xp
   return slope * (x - j) + fp[j];
 }
 
@@ -80,9 +80,9 @@ double sigma_to_t(double sigma, const std::vector<float>& log_sigmas) {
   for (int i = 0; i < n; ++i)
     if (log_sigma - log_sigmas[i] >= 0) low = i;
   low = std::min(low, n - 2);
-  const double lo = log_sigmas[low];
   // numpy subtracts the two float32 table entries in float32.
-  const double w = std::clamp((lo - log_sigma) / static_cast<double>(log_sigmas[low] - log_sigmas[low + 1]), 0.0, 1.0);
+  const double gap = log_sigmas[low] - log_sigmas[low + 1];
+  const double w = std::clamp((log_sigmas[low] - log_sigma) / gap, 0.0, 1.0);
   return (1.0 - w) * low + w * (low + 1);
 }
 
@@ -120,24 +120,11 @@ std::vector<double> integer_timesteps(TimestepSpacing spacing, int T, int n, int
   return {};
 }
 
-// Euler / Euler ancestral / LMS timesteps (float32 values, descending).
+// Euler / Euler ancestral / LMS timesteps (float32 values, descending): the integer grid, except that
+// "linspace" is not rounded.
 std::vector<double> sigma_sampler_timesteps(TimestepSpacing spacing, int T, int n, int steps_offset) {
-  switch (spacing) {
-    case TimestepSpacing::Linspace:
-      return reversed(to_float32(np_linspace(0, T - 1, n)));
-    case TimestepSpacing::Leading: {
-      const int ratio = T / n;
-      std::vector<double> ts(n);
-      for (int i = 0; i < n; ++i) ts[i] = static_cast<double>(i * ratio) + steps_offset;
-      return reversed(ts);
-    }
-    case TimestepSpacing::Trailing: {
-      std::vector<double> ts = to_float32(np_round(np_arange(T, 0, -static_cast<double>(T) / n)));
-      for (double& t : ts) t -= 1;
-      return ts;
-    }
-  }
-  return {};
+  if (spacing == TimestepSpacing::Linspace) return reversed(to_float32(np_linspace(0, T - 1, n)));
+  return integer_timesteps(spacing, T, n, steps_offset);
 }
 
 // Euler (discrete), Euler ancestral and LMS: sigmas interpolated at the timesteps (or Karras), then 0.

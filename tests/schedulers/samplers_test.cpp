@@ -41,7 +41,8 @@ Denoiser perfect_denoiser(const Schedule& s, const at::Tensor& x0, int& call) {
     } else {
       a = s.noise.alpha_cumprod(timestep.item<int64_t>());
     }
-    EXPECT_DOUBLE_EQ(timestep.item<double>(), static_cast<double>(static_cast<float>(s.timesteps.at(call))));
+    EXPECT_EQ(timestep.scalar_type(), s.timestep(call).scalar_type());
+    EXPECT_EQ(timestep.item<double>(), s.timestep(call).item<double>());
     ++call;
     const at::Tensor eps = (model_input - x0 * std::sqrt(a)) / std::sqrt(1.0 - a);
     switch (s.config.prediction_type) {
@@ -62,7 +63,8 @@ SchedulerConfig exact_end_config(PredictionType prediction) {
   return c;
 }
 
-void expect_lands_on_data(const SamplerInfo& sampler, PredictionType prediction, int steps, bool karras) {
+// Runs `sampler` from noise with the perfect denoiser; returns max |result - x0|.
+double landing_error(const SamplerInfo& sampler, PredictionType prediction, int steps, bool karras) {
   const std::string label = std::string(sampler.name) + " " + to_string(prediction) + " steps=" +
                             std::to_string(steps) + (karras ? " karras" : "");
   SCOPED_TRACE(label);
@@ -82,17 +84,31 @@ void expect_lands_on_data(const SamplerInfo& sampler, PredictionType prediction,
                                           });
   EXPECT_EQ(call, s.size());
   EXPECT_EQ(reported, s.size());
-  EXPECT_TENSOR_CLOSE(out, x0, kLandingAtol, label);
+  return max_abs_diff(out, x0);
 }
 
 TEST(Samplers, PerfectDenoiserLandsOnTheData) {
   for (const auto& sampler : sampler_table()) {
     for (PredictionType p : {PredictionType::Epsilon, PredictionType::VPrediction, PredictionType::Sample}) {
-      if (sampler.kind == SamplerKind::Pndm && p == PredictionType::Sample) continue;  // diffusers rejects it
-      for (int steps : {1, 7, 20}) expect_lands_on_data(sampler, p, steps, false);
-      if (sampler.supports_karras) expect_lands_on_data(sampler, p, 20, true);
+      if (sampler.kind == SamplerKind::Pndm && p != PredictionType::Epsilon) continue;  // see below
+      for (int steps : {1, 7, 20}) EXPECT_LE(landing_error(sampler, p, steps, false), kLandingAtol);
+      if (sampler.supports_karras) {
+        EXPECT_LE(landing_error(sampler, p, 20, true), kLandingAtol);
+      }
     }
   }
+}
+
+TEST(Samplers, PndmWithVPredictionOnlyConverges) {
+  // diffusers' PLMS averages the raw v outputs of different timesteps and converts the mix to epsilon at
+  // the current one; v varies along the path, so even a perfect model is off by O(step^2). Reproduced, not
+  // fixed: the error must shrink as steps grow.
+  const SamplerInfo& pndm = find_sampler("pndm");
+  EXPECT_LE(landing_error(pndm, PredictionType::VPrediction, 1, false), kLandingAtol);
+  const double coarse = landing_error(pndm, PredictionType::VPrediction, 7, false);
+  const double fine = landing_error(pndm, PredictionType::VPrediction, 50, false);
+  EXPECT_GT(coarse, 0.01);
+  EXPECT_LT(fine, coarse / 10);
 }
 
 TEST(Samplers, AncestralSamplersDrawOneNoisePerStep) {
@@ -115,7 +131,9 @@ TEST(Samplers, AncestralSamplersDrawOneNoisePerStep) {
     options.eta = c.eta;
     sampler.function(model, x, s, options, noise, nullptr);
     EXPECT_EQ(noise.draws, c.draws) << c.sampler;
-    if (c.draws) EXPECT_EQ(noise.last_shape, (std::vector<int64_t>{1, 4, 8, 8})) << c.sampler;
+    if (c.draws) {
+      EXPECT_EQ(noise.last_shape, (std::vector<int64_t>{1, 4, 8, 8})) << c.sampler;
+    }
   }
 }
 

@@ -6,3 +6,4 @@ dreambooth_add_test(noise_schedule_parity_test LABELS parity SOURCES schedulers/
 dreambooth_add_test(schedule_parity_test LABELS parity SOURCES schedulers/schedule_parity_test.cpp)
 dreambooth_add_test(step_parity_test LABELS parity SOURCES schedulers/step_parity_test.cpp)
 dreambooth_add_test(sampler_replay_parity_test LABELS parity SOURCES schedulers/sampler_replay_parity_test.cpp)
+dreambooth_add_test(schedule_test LABELS unit SOURCES schedulers/schedule_test.cpp)
