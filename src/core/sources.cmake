@@ -6,5 +6,6 @@ list(APPEND DREAMBOOTH_SOURCES
   src/core/logging.cpp
   src/core/progress.cpp
   src/core/runtime.cpp
+  src/core/sha256.cpp
   src/core/torch_compat.cpp
 )
