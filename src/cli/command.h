@@ -25,5 +25,6 @@ void add_common_options(CLI::App& command, CommonOptions& common);
 using CommandRegistration = CommandRunner (*)(CLI::App& app, CommonOptions& common);
 
 CommandRunner register_version_command(CLI::App& app, CommonOptions& common);
+CommandRunner register_sample_command(CLI::App& app, CommonOptions& common);
 
 }  // namespace dreambooth::cli

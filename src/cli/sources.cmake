@@ -1,3 +1,4 @@
 set(DREAMBOOTH_CLI_SOURCES
+  src/cli/cmd_sample.cpp
   src/cli/common.cpp
 )
