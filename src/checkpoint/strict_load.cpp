@@ -1,5 +1,8 @@
 #include "dreambooth/checkpoint/strict_load.h"
 
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <set>
 
@@ -15,6 +18,23 @@ void append_list(std::string& out, const char* label, const std::vector<std::str
   if (!out.empty()) out += "; ";
   out += std::to_string(items.size()) + " " + label + ": ";
   for (size_t i = 0; i < items.size(); ++i) out += (i ? ", " : "") + items[i];
+}
+
+// Destination memory is fresh (the layers allocate without touching it), and first-touch page faults
+// one 4 KiB page at a time dominate loading on some virtual machines (~20 us each). Populating the
+// range in one call first is ~10x cheaper there (a hint, ignored by kernels before 5.14). Huge pages
+// (MADV_HUGEPAGE) were measured slower: compaction stalls cost more than the faults saved.
+void prepare_destination(const at::Tensor& destination) {
+  if (!destination.device().is_cpu() || !destination.is_contiguous()) return;
+  const uintptr_t page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
+  const auto begin = reinterpret_cast<uintptr_t>(destination.data_ptr());
+  const uintptr_t end = begin + static_cast<uintptr_t>(destination.numel()) * destination.element_size();
+  const uintptr_t first = (begin + page - 1) / page * page;
+  const uintptr_t last = end / page * page;
+  if (last <= first) return;
+#ifdef MADV_POPULATE_WRITE
+  ::madvise(reinterpret_cast<void*>(first), last - first, MADV_POPULATE_WRITE);
+#endif
 }
 
 }  // namespace
@@ -111,7 +131,11 @@ void load_parameters(const ComponentPlan& plan, const WeightFiles& files, const 
   torch::NoGradGuard no_grad;
   for (const StoredTensor* stored : order) {
     std::vector<at::Tensor> parts = split_stored(*stored, files.view(stored->key));
-    for (size_t p = 0; p < parts.size(); ++p) parameters.at(stored->diffusers_keys[p]).copy_(parts[p]);
+    for (size_t p = 0; p < parts.size(); ++p) {
+      const at::Tensor& destination = parameters.at(stored->diffusers_keys[p]);
+      prepare_destination(destination);
+      destination.copy_(parts[p]);
+    }
     files.release(stored->key);
   }
 }
