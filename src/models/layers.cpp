@@ -4,17 +4,28 @@
 
 namespace dreambooth::models {
 
+namespace {
+thread_local bool meta_parameters = false;
+
+torch::Tensor uninitialised(at::IntArrayRef shape) {
+  return torch::empty(shape, meta_parameters ? torch::TensorOptions(torch::kMeta) : torch::TensorOptions());
+}
+}  // namespace
+
+MetaParameterScope::MetaParameterScope() : previous_(meta_parameters) { meta_parameters = true; }
+MetaParameterScope::~MetaParameterScope() { meta_parameters = previous_; }
+
 LinearImpl::LinearImpl(int64_t in, int64_t out, bool with_bias) : in_features(in), out_features(out) {
-  weight = register_parameter("weight", torch::empty({out, in}));
-  if (with_bias) bias = register_parameter("bias", torch::empty({out}));
+  weight = register_parameter("weight", uninitialised({out, in}));
+  if (with_bias) bias = register_parameter("bias", uninitialised({out}));
 }
 
 torch::Tensor LinearImpl::forward(const torch::Tensor& x) { return torch::linear(x, weight, bias); }
 
 Conv2dImpl::Conv2dImpl(int64_t in, int64_t out, int64_t k, int64_t s, int64_t p, bool with_bias)
     : in_channels(in), out_channels(out), kernel_size(k), stride(s), padding(p) {
-  weight = register_parameter("weight", torch::empty({out, in, k, k}));
-  if (with_bias) bias = register_parameter("bias", torch::empty({out}));
+  weight = register_parameter("weight", uninitialised({out, in, k, k}));
+  if (with_bias) bias = register_parameter("bias", uninitialised({out}));
 }
 
 torch::Tensor Conv2dImpl::forward(const torch::Tensor& x) {
@@ -23,8 +34,8 @@ torch::Tensor Conv2dImpl::forward(const torch::Tensor& x) {
 
 GroupNormImpl::GroupNormImpl(int64_t groups, int64_t channels, double e)
     : num_groups(groups), num_channels(channels), eps(e) {
-  weight = register_parameter("weight", torch::empty({channels}));
-  bias = register_parameter("bias", torch::empty({channels}));
+  weight = register_parameter("weight", uninitialised({channels}));
+  bias = register_parameter("bias", uninitialised({channels}));
 }
 
 torch::Tensor GroupNormImpl::forward(const torch::Tensor& x) {
@@ -32,8 +43,8 @@ torch::Tensor GroupNormImpl::forward(const torch::Tensor& x) {
 }
 
 LayerNormImpl::LayerNormImpl(int64_t d, double e) : dim(d), eps(e) {
-  weight = register_parameter("weight", torch::empty({d}));
-  bias = register_parameter("bias", torch::empty({d}));
+  weight = register_parameter("weight", uninitialised({d}));
+  bias = register_parameter("bias", uninitialised({d}));
 }
 
 torch::Tensor LayerNormImpl::forward(const torch::Tensor& x) {
@@ -41,7 +52,7 @@ torch::Tensor LayerNormImpl::forward(const torch::Tensor& x) {
 }
 
 EmbeddingImpl::EmbeddingImpl(int64_t num, int64_t d) : num_embeddings(num), dim(d) {
-  weight = register_parameter("weight", torch::empty({num, d}));
+  weight = register_parameter("weight", uninitialised({num, d}));
 }
 
 torch::Tensor EmbeddingImpl::forward(const torch::Tensor& ids) { return torch::embedding(weight, ids); }

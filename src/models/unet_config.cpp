@@ -149,6 +149,7 @@ void UNetConfig::validate(const std::string& source) const {
            " channels do not split into " + std::to_string(h) + " heads");
   }
   if (layers_per_block < 1) fail("layers_per_block must be >= 1");
+  if (downsample_padding != 0 && downsample_padding != 1) fail("downsample_padding must be 0 or 1");
   if (transformer_layers_per_block < 1) fail("transformer_layers_per_block must be >= 1");
   if (act_fn != "silu") fail("act_fn '" + act_fn + "' is not supported (silu)");
   if (cross_attention_dim <= 0) fail("cross_attention_dim must be positive");

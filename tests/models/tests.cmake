@@ -1,0 +1,7 @@
+dreambooth_add_test(attention_test LABELS unit SOURCES models/attention_test.cpp)
+dreambooth_add_test(model_parameters_test LABELS unit SOURCES models/model_parameters_test.cpp)
+dreambooth_add_test(model_init_test LABELS unit SOURCES models/init_test.cpp)
+dreambooth_add_test(model_forward_test LABELS unit SOURCES models/model_forward_test.cpp)
+dreambooth_add_test(clip_text_model_parity_test LABELS parity SOURCES models/clip_text_model_parity_test.cpp)
+dreambooth_add_test(unet_parity_test LABELS parity SOURCES models/unet_parity_test.cpp)
+dreambooth_add_test(vae_parity_test LABELS parity SOURCES models/vae_parity_test.cpp)

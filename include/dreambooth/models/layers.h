@@ -10,6 +10,20 @@
 
 namespace dreambooth::models {
 
+// While one is alive, the layers constructed on this thread put their parameters on the meta device:
+// every name and shape, no memory. For counting and listing the parameters of real-size models
+// (SD1.5's UNet would otherwise take 3.4 GB). Such a module cannot run.
+class MetaParameterScope {
+ public:
+  MetaParameterScope();
+  ~MetaParameterScope();
+  MetaParameterScope(const MetaParameterScope&) = delete;
+  MetaParameterScope& operator=(const MetaParameterScope&) = delete;
+
+ private:
+  bool previous_;
+};
+
 class LinearImpl : public torch::nn::Module {
  public:
   LinearImpl(int64_t in_features, int64_t out_features, bool bias = true);
