@@ -16,8 +16,7 @@
 #include <torch/torch.h>
 
 #include "checkpoint/checkpoint_test_util.h"
-#include "dreambooth/checkpoint/source.h"
-#include "dreambooth/checkpoint/strict_load.h"
+#include "dreambooth/checkpoint/stable_diffusion.h"
 #include "support/golden.h"
 
 namespace fs = std::filesystem;
@@ -83,26 +82,20 @@ TEST(LoadBenchmark, Sd15Fp16IntoFp32) {
   reset_peak_rss();
   const int64_t base_kb = status_kb("VmRSS:");
   auto start = std::chrono::steady_clock::now();
-  CheckpointSource source = open_checkpoint(file);
-  std::vector<at::Tensor> keep;
-  int64_t weight_bytes = 0;
-  for (Component c : kAllComponents) {
-    ParameterMap parameters;
-    for (const auto& spec : component_tensors(source.description, c)) {
-      at::Tensor t = torch::empty(spec.shape);  // as the modules allocate: uninitialised float32
-      parameters.emplace(spec.key, t);
-      keep.push_back(t);
-      weight_bytes += t.numel() * 4;
-    }
-    load_parameters(source.components[c].plan, source.components[c].files, parameters, component_name(c));
-  }
+  LoadOptions options;
+  options.path = file;
+  StableDiffusion model = load_stable_diffusion(options);
   const double load_s = seconds_since(start);
   const double peak = static_cast<double>(status_kb("VmHWM:") - base_kb) * 1024.0;
-  keep.clear();
-  source = {};
+  int64_t weight_bytes = 0;
+  for (torch::nn::Module* module :
+       std::initializer_list<torch::nn::Module*>{model.unet.get(), model.vae.get(), model.text_encoder.get()})
+    for (const auto& p : module->parameters()) weight_bytes += p.numel() * p.element_size();
+  model = {};
 
   // The floor: first touch of as much fresh float32 memory as the weights.
   start = std::chrono::steady_clock::now();
+  std::vector<at::Tensor> keep;
   for (Component c : kAllComponents)
     for (const auto& spec : component_tensors(ModelDescription{}, c)) keep.push_back(torch::zeros(spec.shape));
   const double touch_s = seconds_since(start);
