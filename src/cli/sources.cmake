@@ -1,2 +1,3 @@
 set(DREAMBOOTH_CLI_SOURCES
+  src/cli/common.cpp
 )

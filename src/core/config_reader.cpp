@@ -1,5 +1,8 @@
 #include "dreambooth/core/config_reader.h"
 
+#include <limits>
+#include <string>
+
 #include <spdlog/spdlog.h>
 
 #include "dreambooth/core/error.h"
@@ -19,6 +22,68 @@ bool ConfigReader::has(const std::string& key) const {
 void throw_config_type_error(const std::string& source, const std::string& key, const char* expected,
                              const nlohmann::json& value) {
   throw input_error(source, "config key '" + key + "' should be " + expected + ", got " + value.dump());
+}
+
+namespace {
+
+// Placeholders for the non-standard tokens: a string holding a control character, which JSON text can
+// only write escaped ("\u0001..."), so no real value collides with it.
+constexpr const char* kNanMark = "\x01NaN";
+constexpr const char* kInfMark = "\x01Infinity";
+constexpr const char* kNegInfMark = "\x01-Infinity";
+
+void restore_non_finite(nlohmann::json& value) {
+  if (value.is_structured()) {
+    for (auto& child : value) restore_non_finite(child);
+  } else if (value.is_string()) {
+    const auto& s = value.get_ref<const std::string&>();
+    if (s == kNanMark) value = std::numeric_limits<double>::quiet_NaN();
+    else if (s == kInfMark) value = std::numeric_limits<double>::infinity();
+    else if (s == kNegInfMark) value = -std::numeric_limits<double>::infinity();
+  }
+}
+
+}  // namespace
+
+nlohmann::json parse_python_json(const std::string& text, const std::string& source) {
+  std::string out;
+  out.reserve(text.size());
+  bool in_string = false;
+  for (size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    if (in_string) {
+      out += c;
+      if (c == '\\' && i + 1 < text.size()) out += text[++i];
+      else if (c == '"') in_string = false;
+      continue;
+    }
+    if (c == '"') {
+      in_string = true;
+      out += c;
+      continue;
+    }
+    const struct { const char* token; const char* escaped_mark; } tokens[] = {
+        {"-Infinity", "\"\\u0001-Infinity\""}, {"Infinity", "\"\\u0001Infinity\""}, {"NaN", "\"\\u0001NaN\""}};
+    bool replaced = false;
+    for (const auto& t : tokens) {
+      const size_t n = std::char_traits<char>::length(t.token);
+      if (text.compare(i, n, t.token) == 0) {
+        out += t.escaped_mark;
+        i += n - 1;
+        replaced = true;
+        break;
+      }
+    }
+    if (!replaced) out += c;
+  }
+  nlohmann::json json;
+  try {
+    json = nlohmann::json::parse(out);
+  } catch (const nlohmann::json::exception& e) {
+    throw input_error(source, std::string("not valid JSON: ") + e.what());
+  }
+  restore_non_finite(json);
+  return json;
 }
 
 void ConfigReader::read_int_or_list(const std::string& key, std::vector<int>& value) {

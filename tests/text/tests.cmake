@@ -1,0 +1,5 @@
+dreambooth_add_test(clip_tokenizer_parity_test LABELS parity SOURCES text/clip_tokenizer_parity_test.cpp)
+dreambooth_add_test(clip_tokenizer_test LABELS unit SOURCES text/clip_tokenizer_test.cpp)
+dreambooth_add_test(text_fixer_test LABELS unit SOURCES text/text_fixer_test.cpp)
+dreambooth_add_test(sentencepiece_tokenizer_test LABELS unit SOURCES text/sentencepiece_tokenizer_test.cpp)
+dreambooth_add_test(tokenizer_search_test LABELS unit SOURCES text/tokenizer_search_test.cpp)

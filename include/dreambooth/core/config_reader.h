@@ -39,6 +39,11 @@ class ConfigReader {
   std::vector<std::string> ignored_prefixes_;
 };
 
+// Parses JSON text as Python's json module writes it: the non-standard tokens NaN, Infinity and -Infinity
+// (outside strings) become floating-point numbers (diffusers writes "lambda_min_clipped": -Infinity).
+// Throws an input error naming `source` when the text is not JSON.
+nlohmann::json parse_python_json(const std::string& text, const std::string& source);
+
 [[noreturn]] void throw_config_type_error(const std::string& source, const std::string& key, const char* expected,
                                           const nlohmann::json& value);
 
