@@ -6,6 +6,7 @@
 #include "dreambooth/core/progress.h"
 #include "dreambooth/core/runtime.h"
 #include "dreambooth/core/sha256.h"
+#include "dreambooth/core/torch_compat.h"
 #include "support/golden.h"
 
 #include <fstream>
@@ -23,7 +24,7 @@ TEST(Sha256, KnownVectors) {
 }
 
 TEST(AtomicFile, WritesWholeOrNothing) {
-  testing::TempDir dir;
+  dreambooth::testing::TempDir dir;
   write_text_file_atomic(dir / "a.txt", "hello");
   std::ifstream in(dir / "a.txt");
   std::string content;
