@@ -34,7 +34,8 @@ ModelDescription convert_checkpoint(const ConvertOptions& options) {
       write.add_files = [tokenizer](const fs::path& folder) {
         std::error_code copy_error;
         fs::copy(tokenizer, folder / "tokenizer", fs::copy_options::recursive, copy_error);
-        if (copy_error) throw output_error((folder / "tokenizer").string(), "cannot copy the tokenizer: " + copy_error.message());
+        if (copy_error)
+          throw output_error((folder / "tokenizer").string(), "cannot copy the tokenizer: " + copy_error.message());
       };
     write_diffusers(written, tensors, extras, options.output, write);
   }

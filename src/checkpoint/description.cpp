@@ -1,6 +1,9 @@
 #include "dreambooth/checkpoint/description.h"
 
+#include <cmath>
+
 #include "dreambooth/core/error.h"
+#include "dreambooth/schedulers/scheduler_config.h"
 
 namespace dreambooth::checkpoint {
 
@@ -21,6 +24,37 @@ nlohmann::json single_file_scheduler_config(Family family, PredictionType predic
   };
   if (family == Family::Sd1) config["skip_prk_steps"] = true;
   return config;
+}
+
+namespace {
+
+// A string no config holds: a NUL byte cannot appear in a JSON file's text unescaped.
+const std::string kNonFiniteMarker = std::string(1, '\0') + "dreambooth-non-finite:";
+
+nlohmann::json mark_non_finite(const nlohmann::json& json) {
+  if (json.is_number_float() && !std::isfinite(json.get<double>())) {
+    const double x = json.get<double>();
+    return kNonFiniteMarker + (std::isnan(x) ? "NaN" : x > 0 ? "Infinity" : "-Infinity");
+  }
+  if (json.is_object() || json.is_array()) {
+    nlohmann::json out = json;
+    for (auto it = out.begin(); it != out.end(); ++it) *it = mark_non_finite(*it);
+    return out;
+  }
+  return json;
+}
+
+}  // namespace
+
+std::string dump_python_json(const nlohmann::json& json, int indent) {
+  std::string text = mark_non_finite(json).dump(indent);
+  const std::string quoted_marker = "\"\\u0000dreambooth-non-finite:";
+  for (auto at = text.find(quoted_marker); at != std::string::npos; at = text.find(quoted_marker, at)) {
+    const auto end = text.find('"', at + quoted_marker.size());
+    const std::string token = text.substr(at + quoted_marker.size(), end - at - quoted_marker.size());
+    text.replace(at, end + 1 - at, token);
+  }
+  return text;
 }
 
 void set_prediction_type(ModelDescription& description, PredictionType type) {
@@ -46,8 +80,7 @@ ModelDescription description_from_metadata(const nlohmann::json& metadata, const
     return model_error(where, what, "the metadata was not written by this program or is damaged");
   };
   if (!metadata.is_object()) throw fail("is not a JSON object");
-  if (!metadata.contains("format") || !metadata["format"].is_number_integer())
-    throw fail("has no integer \"format\"");
+  if (!metadata.contains("format") || !metadata["format"].is_number_integer()) throw fail("has no integer \"format\"");
   if (metadata["format"].get<int>() != kConfigMetadataFormat)
     throw fail("has format " + metadata["format"].dump() + ", this build reads format " +
                std::to_string(kConfigMetadataFormat));
@@ -63,6 +96,7 @@ ModelDescription description_from_metadata(const nlohmann::json& metadata, const
   d.vae = models::VaeConfig::from_json(metadata["vae"], where + " vae");
   d.text_encoder = models::ClipTextConfig::from_json(metadata["text_encoder"], where + " text_encoder");
   d.scheduler = metadata["scheduler"];
+  schedulers::SchedulerConfig::from_json(d.scheduler, where + " scheduler");  // strict check
   d.config_source = "metadata";
   return d;
 }
@@ -78,13 +112,15 @@ void check_supported(const ModelDescription& d, const std::string& source) {
                       "only text-to-image Stable Diffusion 1.x/2.x models are supported");
   }
   if (d.unet.out_channels != d.vae.latent_channels)
-    throw model_error(source, "the UNet predicts " + std::to_string(d.unet.out_channels) + " channels for " +
-                                  std::to_string(d.vae.latent_channels) + " latent channels",
+    throw model_error(source,
+                      "the UNet predicts " + std::to_string(d.unet.out_channels) + " channels for " +
+                          std::to_string(d.vae.latent_channels) + " latent channels",
                       "only text-to-image Stable Diffusion 1.x/2.x models are supported");
   if (d.unet.cross_attention_dim != d.text_encoder.hidden_size)
-    throw model_error(source, "the UNet attends to " + std::to_string(d.unet.cross_attention_dim) +
-                                  "-wide text features but the text encoder is " +
-                                  std::to_string(d.text_encoder.hidden_size) + " wide",
+    throw model_error(source,
+                      "the UNet attends to " + std::to_string(d.unet.cross_attention_dim) +
+                          "-wide text features but the text encoder is " + std::to_string(d.text_encoder.hidden_size) +
+                          " wide",
                       "the checkpoint mixes components of different models");
 }
 

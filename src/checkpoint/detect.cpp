@@ -7,8 +7,6 @@
 namespace dreambooth::checkpoint {
 namespace {
 
-bool starts_with(const std::string& s, const std::string& prefix) { return s.compare(0, prefix.size(), prefix) == 0; }
-
 bool any_key_starts_with(const ShapeMap& shapes, const std::string& prefix) {
   auto it = shapes.lower_bound(prefix);
   return it != shapes.end() && starts_with(it->first, prefix);
@@ -36,10 +34,12 @@ class Detector {
   ModelDescription run(std::optional<PredictionType> prediction_override) {
     for (const auto& u : kUnsupported)
       if (any_key_starts_with(shapes_, u.key_prefix))
-        throw model_error(source_, std::string("is ") + u.what, "only Stable Diffusion 1.x and 2.x text-to-image models are supported");
+        throw model_error(source_, std::string("is ") + u.what,
+                          "only Stable Diffusion 1.x and 2.x text-to-image models are supported");
     if (!any_key_starts_with(shapes_, std::string(kLdmUnetRoot) + "."))
-      throw model_error(source_, "has no UNet tensors (model.diffusion_model.*)",
-                        "not a Stable Diffusion single-file checkpoint; a diffusers model is a folder with model_index.json");
+      throw model_error(
+          source_, "has no UNet tensors (model.diffusion_model.*)",
+          "not a Stable Diffusion single-file checkpoint; a diffusers model is a folder with model_index.json");
 
     ModelDescription d;
     d.layout = Layout::SingleFile;
@@ -61,7 +61,8 @@ class Detector {
   const std::vector<int64_t>& shape(const std::string& key, size_t rank) const {
     auto it = shapes_.find(key);
     if (it == shapes_.end())
-      throw model_error(source_, "has no tensor '" + key + "'", "the checkpoint is incomplete or of an unsupported kind");
+      throw model_error(source_, "has no tensor '" + key + "'",
+                        "the checkpoint is incomplete or of an unsupported kind");
     if (it->second.size() != rank)
       throw model_error(source_, "tensor '" + key + "' has shape " + shape_string(it->second) + ", expected rank " +
                                      std::to_string(rank));
@@ -86,7 +87,8 @@ class Detector {
     std::set<int> found = indices_under(prefix);
     int n = 0;
     for (int i : found) {
-      if (i != n) throw model_error(source_, "'" + prefix + "' skips index " + std::to_string(n), "the file is incomplete");
+      if (i != n)
+        throw model_error(source_, "'" + prefix + "' skips index " + std::to_string(n), "the file is incomplete");
       ++n;
     }
     return n;
@@ -178,7 +180,8 @@ class Detector {
       const std::string first = root + ".input_blocks." + std::to_string(1 + i * (layers + 1));
       c.block_out_channels.push_back(static_cast<int>(shape(first + ".0.in_layers.2.weight", 4)[0]));
       // A level's blocks hold [resnet, attention]; a ".1." child is the attention.
-      c.down_block_types.push_back(any_key_starts_with(shapes_, first + ".1.") ? "CrossAttnDownBlock2D" : "DownBlock2D");
+      c.down_block_types.push_back(any_key_starts_with(shapes_, first + ".1.") ? "CrossAttnDownBlock2D"
+                                                                               : "DownBlock2D");
       const std::string up = root + ".output_blocks." + std::to_string(i * (layers + 1));
       c.up_block_types.push_back(any_key_starts_with(shapes_, up + ".1.") ? "CrossAttnUpBlock2D" : "UpBlock2D");
     }
@@ -207,7 +210,8 @@ class Detector {
       auto heads = yaml_->find_int("unet_config.params.num_heads");
       auto head_channels = yaml_->find_int("unet_config.params.num_head_channels");
       if (heads && *heads > 0) return {static_cast<int>(*heads)};
-      if (head_channels && *head_channels > 0) per_head = *head_channels;
+      if (head_channels && *head_channels > 0)
+        per_head = *head_channels;
       else if (heads || head_channels)
         throw model_error(yaml_->source(), "needs num_heads or num_head_channels > 0 in unet_config.params");
     }
@@ -215,8 +219,9 @@ class Detector {
     std::vector<int> heads;
     for (int ch : channels) {
       if (ch % per_head != 0)
-        throw model_error(source_, "UNet level with " + std::to_string(ch) + " channels does not split into " +
-                                       std::to_string(per_head) + "-channel heads",
+        throw model_error(source_,
+                          "UNet level with " + std::to_string(ch) + " channels does not split into " +
+                              std::to_string(per_head) + "-channel heads",
                           "put the LDM .yaml with num_heads/num_head_channels beside the file");
       heads.push_back(static_cast<int>(ch / per_head));
     }

@@ -17,12 +17,6 @@ constexpr FusedTail kFusedTails[] = {
     {"in_proj_bias", {"q_proj.bias", "k_proj.bias", "v_proj.bias"}},
 };
 
-std::string join(const std::string& prefix, const std::string& tail) {
-  if (tail.empty()) return prefix;
-  if (prefix.empty()) return tail;
-  return prefix + "." + tail;
-}
-
 // The row whose prefix is the longest whole dotted prefix of `key`; `tail` gets the rest.
 const PrefixRow* longest_match(const std::vector<PrefixRow>& rows, const std::unordered_map<std::string, size_t>& index,
                                const std::string& key, std::string& tail) {
@@ -54,14 +48,13 @@ const char* const kDdpmBuffers[] = {
     "posterior_mean_coef2",
 };
 
-bool starts_with(const std::string& s, const std::string& prefix) { return s.compare(0, prefix.size(), prefix) == 0; }
-
 }  // namespace
 
 KeyMap::KeyMap(std::vector<PrefixRow> rows) : rows_(std::move(rows)) {
   for (size_t i = 0; i < rows_.size(); ++i) {
     if (!by_ldm_.emplace(rows_[i].ldm, i).second || !by_diffusers_.emplace(rows_[i].diffusers, i).second)
-      throw Error(ErrorKind::Runtime, "key table has two rows for '" + rows_[i].ldm + "' / '" + rows_[i].diffusers + "'");
+      throw Error(ErrorKind::Runtime,
+                  "key table has two rows for '" + rows_[i].ldm + "' / '" + rows_[i].diffusers + "'");
   }
 }
 
@@ -69,11 +62,11 @@ std::vector<MappedKey> KeyMap::to_diffusers(const std::string& ldm_key) const {
   std::string tail;
   const PrefixRow* row = longest_match(rows_, by_ldm_, ldm_key, tail);
   if (!row) return {};
-  if (row->transform != Transform::SplitQkv) return {{join(row->diffusers, tail), row->transform, -1}};
+  if (row->transform != Transform::SplitQkv) return {{join_key(row->diffusers, tail), row->transform, -1}};
   for (const auto& fused : kFusedTails)
     if (tail == fused.ldm) {
       std::vector<MappedKey> out;
-      for (int p = 0; p < 3; ++p) out.push_back({join(row->diffusers, fused.parts[p]), Transform::SplitQkv, p});
+      for (int p = 0; p < 3; ++p) out.push_back({join_key(row->diffusers, fused.parts[p]), Transform::SplitQkv, p});
       return out;
     }
   return {};
@@ -83,10 +76,10 @@ std::optional<MappedKey> KeyMap::to_ldm(const std::string& diffusers_key) const 
   std::string tail;
   const PrefixRow* row = longest_match(rows_, by_diffusers_, diffusers_key, tail);
   if (!row) return std::nullopt;
-  if (row->transform != Transform::SplitQkv) return MappedKey{join(row->ldm, tail), row->transform, -1};
+  if (row->transform != Transform::SplitQkv) return MappedKey{join_key(row->ldm, tail), row->transform, -1};
   for (const auto& fused : kFusedTails)
     for (int p = 0; p < 3; ++p)
-      if (tail == fused.parts[p]) return MappedKey{join(row->ldm, fused.ldm), Transform::SplitQkv, p};
+      if (tail == fused.parts[p]) return MappedKey{join_key(row->ldm, fused.ldm), Transform::SplitQkv, p};
   return std::nullopt;
 }
 
@@ -94,8 +87,10 @@ MappedKeySet map_ldm_keys(const KeyMap& map, const std::vector<std::string>& ldm
   MappedKeySet out;
   for (const auto& key : ldm_keys) {
     auto mapped = map.to_diffusers(key);
-    if (mapped.empty()) out.unmatched.push_back(key);
-    else out.mapped[key] = std::move(mapped);
+    if (mapped.empty())
+      out.unmatched.push_back(key);
+    else
+      out.mapped[key] = std::move(mapped);
   }
   return out;
 }
@@ -104,8 +99,10 @@ MappedKeySet map_diffusers_keys(const KeyMap& map, const std::vector<std::string
   MappedKeySet out;
   for (const auto& key : diffusers_keys) {
     auto mapped = map.to_ldm(key);
-    if (!mapped) out.unmatched.push_back(key);
-    else out.mapped[key] = {*mapped};
+    if (!mapped)
+      out.unmatched.push_back(key);
+    else
+      out.mapped[key] = {*mapped};
   }
   return out;
 }

@@ -42,7 +42,8 @@ std::string unquote(const std::string& value) {
 }
 
 bool ends_with_path(const std::string& path, const std::string& suffix) {
-  if (path.size() < suffix.size() || path.compare(path.size() - suffix.size(), suffix.size(), suffix) != 0) return false;
+  if (path.size() < suffix.size() || path.compare(path.size() - suffix.size(), suffix.size(), suffix) != 0)
+    return false;
   return path.size() == suffix.size() || path[path.size() - suffix.size() - 1] == '.';
 }
 
@@ -68,8 +69,10 @@ LdmYaml LdmYaml::parse(const std::string& text, const std::string& source) {
     std::string path;
     for (const auto& [_, parent] : stack) path += parent + ".";
     path += key;
-    if (value.empty()) stack.emplace_back(indent, key);
-    else yaml.values_[path] = unquote(value);
+    if (value.empty())
+      stack.emplace_back(indent, key);
+    else
+      yaml.values_[path] = unquote(value);
   }
   return yaml;
 }
@@ -95,8 +98,7 @@ std::optional<std::string> LdmYaml::find(const std::string& suffix) const {
   std::string found_path;
   for (const auto& [path, value] : values_) {
     if (!ends_with_path(path, suffix)) continue;
-    if (found)
-      throw model_error(source_, "'" + suffix + "' is ambiguous (" + found_path + ", " + path + ")");
+    if (found) throw model_error(source_, "'" + suffix + "' is ambiguous (" + found_path + ", " + path + ")");
     found = value;
     found_path = path;
   }

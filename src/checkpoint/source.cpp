@@ -3,10 +3,13 @@
 #include <algorithm>
 #include <fstream>
 #include <set>
+#include <sstream>
 
 #include "dreambooth/checkpoint/detect.h"
 #include "dreambooth/checkpoint/ldm_yaml.h"
+#include "dreambooth/core/config_reader.h"
 #include "dreambooth/core/error.h"
+#include "dreambooth/schedulers/scheduler_config.h"
 
 namespace fs = std::filesystem;
 
@@ -22,14 +25,13 @@ bool is_pickle_extension(const fs::path& path) {
   return ext == ".ckpt" || ext == ".pt" || ext == ".pth" || ext == ".bin";
 }
 
+// Configs as diffusers writes them (Python's json: -Infinity and NaN allowed).
 nlohmann::json read_json_file(const fs::path& path) {
   std::ifstream in(path);
   if (!in) throw input_error(path.string(), "cannot read (missing?)");
-  try {
-    return nlohmann::json::parse(in);
-  } catch (const nlohmann::json::exception& e) {
-    throw input_error(path.string(), std::string("is not valid JSON (") + e.what() + ")");
-  }
+  std::stringstream text;
+  text << in.rdbuf();
+  return parse_python_json(text.str(), path.string());
 }
 
 // The dtype holding most of a component's parameters.
@@ -55,13 +57,7 @@ CheckpointSource open_single_file(const fs::path& path, const OpenOptions& optio
   ModelDescription d;
   const auto& metadata = files.readers()[0]->metadata();
   if (auto it = metadata.find(kConfigMetadataKey); it != metadata.end()) {
-    nlohmann::json config;
-    try {
-      config = nlohmann::json::parse(it->second);
-    } catch (const nlohmann::json::exception& e) {
-      throw model_error(file, std::string("__metadata__ ") + kConfigMetadataKey + " is not valid JSON (" + e.what() + ")");
-    }
-    d = description_from_metadata(config, file);
+    d = description_from_metadata(parse_python_json(it->second, file + " __metadata__ " + kConfigMetadataKey), file);
     if (options.prediction_type) set_prediction_type(d, *options.prediction_type);
     check_supported(d, file);
   } else {
@@ -156,13 +152,16 @@ CheckpointSource open_diffusers(const fs::path& dir, const OpenOptions& options)
   d.layout = Layout::Diffusers;
   d.source = dir;
   d.config_source = "config.json";
-  d.unet = models::UNetConfig::from_json(read_json_file(dir / "unet" / "config.json"), (dir / "unet" / "config.json").string());
-  d.vae = models::VaeConfig::from_json(read_json_file(dir / "vae" / "config.json"), (dir / "vae" / "config.json").string());
+  d.unet = models::UNetConfig::from_json(read_json_file(dir / "unet" / "config.json"),
+                                         (dir / "unet" / "config.json").string());
+  d.vae =
+      models::VaeConfig::from_json(read_json_file(dir / "vae" / "config.json"), (dir / "vae" / "config.json").string());
   d.text_encoder = models::ClipTextConfig::from_json(read_json_file(dir / "text_encoder" / "config.json"),
                                                      (dir / "text_encoder" / "config.json").string());
   const fs::path scheduler_path = dir / "scheduler" / "scheduler_config.json";
   d.scheduler = read_json_file(scheduler_path);
   if (!d.scheduler.is_object()) throw input_error(scheduler_path.string(), "is not a JSON object");
+  schedulers::SchedulerConfig::from_json(d.scheduler, scheduler_path.string());  // strict: unsupported values fail here
   d.family = d.text_encoder.hidden_size == 1024 || d.text_encoder.hidden_act == "gelu" ? Family::Sd2 : Family::Sd1;
   PredictionType prediction = PredictionType::Epsilon;
   if (options.prediction_type) {

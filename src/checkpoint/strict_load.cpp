@@ -58,7 +58,8 @@ void throw_if_problems(const KeyProblems& problems, const std::string& file, con
   throw model_error(file, "does not fit the model: " + problems.summary(), hint);
 }
 
-ComponentPlan bind_plan(const ComponentPlan& plan, const WeightFiles& files, const KeyMap* aliases, KeyProblems& problems) {
+ComponentPlan bind_plan(const ComponentPlan& plan, const WeightFiles& files, const KeyMap* aliases,
+                        KeyProblems& problems) {
   ComponentPlan bound;
   bound.reserve(plan.size());
   for (const StoredTensor& planned : plan) {
@@ -104,7 +105,8 @@ void load_parameters(const ComponentPlan& plan, const WeightFiles& files, const 
     for (const auto& key : stored.diffusers_keys) {
       planned.insert(key);
       auto it = parameters.find(key);
-      if (it == parameters.end()) internal.unexpected.push_back(key);
+      if (it == parameters.end())
+        internal.unexpected.push_back(key);
       else if (it->second.sizes().vec() != stored.diffusers_shape)
         internal.misshaped.push_back(key + " " + shape_string(it->second.sizes().vec()) + " (table " +
                                      shape_string(stored.diffusers_shape) + ")");
@@ -112,7 +114,8 @@ void load_parameters(const ComponentPlan& plan, const WeightFiles& files, const 
   for (const auto& [key, _] : parameters)
     if (!planned.count(key)) internal.missing.push_back(key);
   if (!internal.empty())
-    throw Error(ErrorKind::Runtime, component + ": the key table and the module disagree (a bug): " + internal.summary());
+    throw Error(ErrorKind::Runtime,
+                component + ": the key table and the module disagree (a bug): " + internal.summary());
 
   // Read in file order: sequential I/O.
   std::vector<const StoredTensor*> order;

@@ -17,8 +17,9 @@ WeightFiles::WeightFiles(const std::vector<fs::path>& files) {
     const size_t file = readers_.size();
     for (const auto& entry : reader->entries()) {
       if (!index_.emplace(entry.name, items_.size()).second)
-        throw input_error(path.string(), "tensor '" + entry.name + "' is also stored in " +
-                                             readers_[items_[index_[entry.name]].file]->path().string(),
+        throw input_error(path.string(),
+                          "tensor '" + entry.name + "' is also stored in " +
+                              readers_[items_[index_[entry.name]].file]->path().string(),
                           "a sharded checkpoint must store each tensor once");
       items_.push_back({&entry, file});
     }

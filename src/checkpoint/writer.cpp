@@ -12,7 +12,8 @@ namespace {
 
 void check_dtype(const std::optional<c10::ScalarType>& dtype) {
   if (dtype && *dtype != c10::kFloat && *dtype != c10::kHalf && *dtype != c10::kBFloat16)
-    throw usage_error(std::string("cannot save weights as ") + c10::toString(*dtype), "use float32, float16 or bfloat16");
+    throw usage_error(std::string("cannot save weights as ") + c10::toString(*dtype),
+                      "use float32, float16 or bfloat16");
 }
 
 void check_target(const fs::path& target, bool overwrite) {
@@ -85,7 +86,9 @@ nlohmann::json component_config(const ModelDescription& d, Component c) {
   return {};
 }
 
-void write_json(const fs::path& path, const nlohmann::json& json) { write_text_file_atomic(path, json.dump(2) + "\n"); }
+void write_json(const fs::path& path, const nlohmann::json& json) {
+  write_text_file_atomic(path, dump_python_json(json, 2) + "\n");
+}
 
 void make_directory(const fs::path& dir) {
   std::error_code ec;
@@ -127,7 +130,7 @@ void write_single_file(const ModelDescription& d, const PerComponent<TensorMap>&
   sort_by_name(all);
   ModelDescription written = d;
   written.layout = Layout::SingleFile;
-  io::Metadata metadata = {{"format", "pt"}, {kConfigMetadataKey, description_to_metadata(written).dump()}};
+  io::Metadata metadata = {{"format", "pt"}, {kConfigMetadataKey, dump_python_json(description_to_metadata(written))}};
   io::write_safetensors(path, all, metadata, options.dtype);
 }
 
@@ -158,11 +161,12 @@ void write_diffusers(const ModelDescription& d, const PerComponent<TensorMap>& t
     if (!extras.empty()) {
       std::vector<io::NamedTensor> sorted = extras;
       sort_by_name(sorted);
-      io::write_safetensors(temp / kLdmExtrasFile, sorted,
-                            {{"format", "pt"},
-                             {"dreambooth.ldm_extras",
-                              "single-file (LDM) tensors the diffusers models do not use, restored when converting back"}},
-                            options.dtype);
+      io::write_safetensors(
+          temp / kLdmExtrasFile, sorted,
+          {{"format", "pt"},
+           {"dreambooth.ldm_extras",
+            "single-file (LDM) tensors the diffusers models do not use, restored when converting back"}},
+          options.dtype);
     }
     if (options.add_files) options.add_files(temp);
     move_folder_into_place(temp, folder);

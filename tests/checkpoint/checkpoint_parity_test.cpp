@@ -8,6 +8,7 @@
 #include "checkpoint/checkpoint_test_util.h"
 #include "dreambooth/checkpoint/convert.h"
 #include "dreambooth/checkpoint/source.h"
+#include "dreambooth/checkpoint/stable_diffusion.h"
 #include "dreambooth/checkpoint/writer.h"
 #include "support/golden.h"
 #include "support/tensor_close.h"
@@ -15,11 +16,10 @@
 namespace fs = std::filesystem;
 using namespace dreambooth::checkpoint;
 using dreambooth::testing::golden_path;
+using dreambooth::testing::kExact;
 using dreambooth::testing::TempDir;
 
 namespace {
-
-constexpr double kExact = 0.0;
 
 fs::path golden_single_file() { return golden_path("tiny-sd1/tiny-sd1.safetensors"); }
 fs::path golden_folder() { return golden_path("tiny-sd1"); }
@@ -33,8 +33,8 @@ nlohmann::json golden_config(const std::string& relative) {
   return nlohmann::json::parse(in);
 }
 
-void expect_identical(const std::map<std::string, at::Tensor>& actual, const std::map<std::string, at::Tensor>& expected,
-                      const std::string& what) {
+void expect_identical(const std::map<std::string, at::Tensor>& actual,
+                      const std::map<std::string, at::Tensor>& expected, const std::string& what) {
   ASSERT_EQ(actual.size(), expected.size()) << what;
   for (const auto& [key, tensor] : expected) {
     ASSERT_TRUE(actual.count(key)) << what << ": no " << key;
@@ -61,7 +61,8 @@ TEST(TinySd1Parity, DetectsGoldenConfigs) {
   const ModelDescription d = open_checkpoint(golden_single_file()).description;
   EXPECT_EQ(d.family, Family::Sd1);
   EXPECT_EQ(d.config_source, "shapes+yaml");  // UNet heads and sample sizes from tiny-sd1.yaml
-  EXPECT_EQ(d.unet.to_json(), dreambooth::models::UNetConfig::from_json(golden_config("unet/config.json"), "g").to_json());
+  EXPECT_EQ(d.unet.to_json(),
+            dreambooth::models::UNetConfig::from_json(golden_config("unet/config.json"), "g").to_json());
   EXPECT_EQ(d.vae.to_json(), dreambooth::models::VaeConfig::from_json(golden_config("vae/config.json"), "g").to_json());
   // 4 heads from the 8-wide rule (hidden 32 is not a multiple of 64).
   EXPECT_EQ(d.text_encoder.to_json(),
@@ -108,4 +109,24 @@ TEST(TinySd1Parity, DiffusersToSingleEqualsGoldenSingleFile) {
   convert_checkpoint(golden_folder(), dir / "copy", Layout::Diffusers);
   EXPECT_TRUE(fs::exists(dir / "copy" / "tokenizer" / "vocab.json"));
   EXPECT_TRUE(fs::exists(dir / "copy" / "model_index.json"));
+}
+
+// End to end: models loaded from the single file reproduce the reference outputs.
+TEST(TinySd1Parity, SingleFileModelsMatchTextEncoderAndVaeCases) {
+  REQUIRE_GOLDEN();
+  LoadOptions options;
+  options.path = golden_single_file();
+  options.components.unet = false;
+  StableDiffusion model = load_stable_diffusion(options);
+  torch::NoGradGuard no_grad;
+
+  auto text = dreambooth::testing::read_all(golden_path("tiny-sd1/golden/text_encoder.safetensors"));
+  at::Tensor hidden = model.text_encoder->forward(text.at("input.input_ids")).last_hidden_state;
+  EXPECT_TENSOR_CLOSE(hidden, text.at("output.last_hidden_state"),
+                      dreambooth::testing::golden_atol("text_encoder", "output.last_hidden_state"),
+                      "last_hidden_state");
+
+  auto vae = dreambooth::testing::read_all(golden_path("tiny-sd1/golden/vae.safetensors"));
+  EXPECT_TENSOR_CLOSE(model.vae->decode(vae.at("input.z")), vae.at("output.decoded"),
+                      dreambooth::testing::golden_atol("vae", "output.decoded"), "decoded");
 }

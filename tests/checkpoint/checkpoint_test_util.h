@@ -15,6 +15,9 @@
 
 namespace dreambooth::testing {
 
+// Tolerance of comparisons that must be bit-identical (layout conversions move bytes, never compute).
+inline constexpr double kExact = 0.0;
+
 // Seeded random tensors (diffusers names) with the shapes a description implies.
 inline checkpoint::PerComponent<checkpoint::TensorMap> random_model_tensors(const checkpoint::ModelDescription& d,
                                                                             uint64_t seed) {
@@ -52,7 +55,8 @@ namespace dreambooth::testing {
 
 // A full-size checkpoint without allocating it: the header of an LDM single file (float16, no
 // metadata) followed by a hole of the right size (a sparse file reading as zeros).
-inline void write_sparse_single_file(const std::filesystem::path& path, const std::vector<io::SafetensorsEntry>& entries) {
+inline void write_sparse_single_file(const std::filesystem::path& path,
+                                     const std::vector<io::SafetensorsEntry>& entries) {
   nlohmann::ordered_json header = nlohmann::ordered_json::object();
   uint64_t offset = 0;
   for (const auto& e : entries) {

@@ -121,7 +121,8 @@ TEST(Detect, Sd21FromFullSizeShapesAndYaml) {
 
 TEST(Detect, YamlHeadCountsWin) {
   ModelDescription truth = describe(Family::Sd1, UNetConfig::tiny(), VaeConfig::tiny(), ClipTextConfig::tiny());
-  const LdmYaml heads = LdmYaml::parse("model:\n  params:\n    unet_config:\n      params:\n        num_heads: 4\n", "a.yaml");
+  const LdmYaml heads =
+      LdmYaml::parse("model:\n  params:\n    unet_config:\n      params:\n        num_heads: 4\n", "a.yaml");
   EXPECT_EQ(detect_from_shapes(ldm_shapes(truth), &heads, "a").unet.attention_head_dim, std::vector<int>{4});
   const LdmYaml channels =
       LdmYaml::parse("unet_config:\n  params:\n    num_heads: -1\n    num_head_channels: 16\n", "b.yaml");
@@ -156,7 +157,8 @@ TEST(Detect, UnsupportedVariantsAreModelErrors) {
 TEST(LdmYaml, NestedKeysCommentsAndQuotes) {
   const LdmYaml yaml = LdmYaml::parse(
       "model:\n  params:\n    parameterization: 'v'  # comment\n    unet_config:\n      params:\n"
-      "        num_heads: 8\n        channel_mult: [ 1, 2 ]\n    cond_stage_config:\n      params:\n        num_heads: 3\n"
+      "        num_heads: 8\n        channel_mult: [ 1, 2 ]\n    cond_stage_config:\n      params:\n        num_heads: "
+      "3\n"
       "    scale_factor: 0.18215\n    # num_heads: 99\n    text: \"a # not a comment\"\n",
       "x.yaml");
   EXPECT_EQ(yaml.find("params.parameterization"), std::optional<std::string>("v"));
@@ -164,7 +166,7 @@ TEST(LdmYaml, NestedKeysCommentsAndQuotes) {
   EXPECT_EQ(yaml.find("unet_config.params.channel_mult"), std::optional<std::string>("[ 1, 2 ]"));
   EXPECT_EQ(yaml.find_number("model.params.scale_factor"), std::optional<double>(0.18215));
   EXPECT_EQ(yaml.find("params.text"), std::optional<std::string>("a # not a comment"));
-  EXPECT_FALSE(yaml.find("arams.parameterization"));  // suffixes match on '.' boundaries only
+  EXPECT_FALSE(yaml.find("arams.parameterization"));   // suffixes match on '.' boundaries only
   EXPECT_THROW(yaml.find("params.num_heads"), Error);  // two candidates
   EXPECT_THROW(yaml.find_int("params.parameterization"), Error);
 }

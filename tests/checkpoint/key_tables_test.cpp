@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include "checkpoint/checkpoint_test_util.h"
 #include "dreambooth/checkpoint/description.h"
 #include "dreambooth/checkpoint/key_map.h"
 #include "support/tensor_close.h"
@@ -14,12 +15,11 @@ using namespace dreambooth::checkpoint;
 using dreambooth::models::ClipTextConfig;
 using dreambooth::models::UNetConfig;
 using dreambooth::models::VaeConfig;
+using dreambooth::testing::kExact;
 
 namespace {
 
-constexpr double kExact = 0.0;
-
-std::map<std::string, std::vector<int64_t>> ldm_shapes(const ComponentPlan& plan) {
+std::map<std::string, std::vector<int64_t>> plan_shapes(const ComponentPlan& plan) {
   std::map<std::string, std::vector<int64_t>> out;
   for (const auto& stored : plan) out[stored.key] = stored.shape;
   return out;
@@ -62,9 +62,9 @@ TEST(KeyTables, Sd21ParameterCounts) {
 // Full-size single-file shapes as AUTOMATIC1111/ComfyUI checkpoints store them.
 TEST(KeyTables, Sd15SingleFileShapes) {
   const ModelDescription d = sd15();
-  auto unet = ldm_shapes(component_plan(d, Component::Unet, Layout::SingleFile));
-  auto vae = ldm_shapes(component_plan(d, Component::Vae, Layout::SingleFile));
-  auto text = ldm_shapes(component_plan(d, Component::TextEncoder, Layout::SingleFile));
+  auto unet = plan_shapes(component_plan(d, Component::Unet, Layout::SingleFile));
+  auto vae = plan_shapes(component_plan(d, Component::Vae, Layout::SingleFile));
+  auto text = plan_shapes(component_plan(d, Component::TextEncoder, Layout::SingleFile));
   EXPECT_EQ(unet.size(), 686u);
   EXPECT_EQ(vae.size(), 248u);
   EXPECT_EQ(text.size(), 196u);
@@ -91,7 +91,9 @@ TEST(KeyTables, Sd15SingleFileShapes) {
       {"cond_stage_model.transformer.text_model.embeddings.position_embedding.weight", {77, 768}},
   };
   for (const auto& [key, shape] : expected) {
-    const auto& table = key.rfind("model.diffusion_model", 0) == 0 ? unet : key.rfind("first_stage", 0) == 0 ? vae : text;
+    const auto& table = key.rfind("model.diffusion_model", 0) == 0 ? unet
+                        : key.rfind("first_stage", 0) == 0         ? vae
+                                                                   : text;
     ASSERT_TRUE(table.count(key)) << key;
     EXPECT_EQ(table.at(key), shape) << key;
   }
@@ -102,8 +104,8 @@ TEST(KeyTables, Sd15SingleFileShapes) {
 
 TEST(KeyTables, Sd21SingleFileShapes) {
   const ModelDescription d = sd21();
-  auto unet = ldm_shapes(component_plan(d, Component::Unet, Layout::SingleFile));
-  auto text = ldm_shapes(component_plan(d, Component::TextEncoder, Layout::SingleFile));
+  auto unet = plan_shapes(component_plan(d, Component::Unet, Layout::SingleFile));
+  auto text = plan_shapes(component_plan(d, Component::TextEncoder, Layout::SingleFile));
   EXPECT_EQ(text.size(), 4u + 23u * 12u);
   EXPECT_EQ(unet.at("model.diffusion_model.input_blocks.1.1.proj_in.weight"), (std::vector<int64_t>{320, 320}));
   EXPECT_EQ(unet.at("model.diffusion_model.middle_block.1.transformer_blocks.0.attn2.to_v.weight"),
@@ -113,7 +115,8 @@ TEST(KeyTables, Sd21SingleFileShapes) {
   EXPECT_EQ(text.at("cond_stage_model.model.transformer.resblocks.0.attn.in_proj_bias"), (std::vector<int64_t>{3072}));
   EXPECT_EQ(text.at("cond_stage_model.model.positional_embedding"), (std::vector<int64_t>{77, 1024}));
   EXPECT_EQ(text.at("cond_stage_model.model.token_embedding.weight"), (std::vector<int64_t>{49408, 1024}));
-  EXPECT_EQ(text.at("cond_stage_model.model.transformer.resblocks.3.mlp.c_fc.weight"), (std::vector<int64_t>{4096, 1024}));
+  EXPECT_EQ(text.at("cond_stage_model.model.transformer.resblocks.3.mlp.c_fc.weight"),
+            (std::vector<int64_t>{4096, 1024}));
   EXPECT_FALSE(text.count("cond_stage_model.model.transformer.resblocks.23.ln_1.weight"));
 }
 

@@ -1,4 +1,4 @@
-// Slow (label "slow", ~1 minute, ~2 GB of temporary disk and ~4.5 GB of memory): loading a float16
+// Slow (label "slow" from the suite name, ~1 minute, ~2 GB of temporary disk and ~4.5 GB of memory): loading a float16
 // SD1.5-sized single file into float32 parameters must peak at <= 1.2x the float32 weights.
 //
 // Time: the target is <= 1.5x a plain sequential read of the file (both from a cold page cache). Loading
@@ -64,7 +64,7 @@ void reset_peak_rss() { std::ofstream("/proc/self/clear_refs") << "5"; }
 
 }  // namespace
 
-TEST(LoadBenchmark, Sd15Fp16IntoFp32) {
+TEST(SlowLoad, Sd15Fp16IntoFp32) {
   TempDir dir;
   ModelDescription sd15;
   const fs::path file = dir / "sd15-fp16.safetensors";
@@ -101,11 +101,11 @@ TEST(LoadBenchmark, Sd15Fp16IntoFp32) {
   const double touch_s = seconds_since(start);
   keep.clear();
 
-  std::printf("[bench] file %.2f GB: sequential read %.2f s, first touch of the fp32 weights %.2f s, load %.2f s "
-              "(%.2fx the read, %.2fx read + touch); fp32 weights %.2f GB, peak RSS growth %.2f GB (%.3fx)\n",
-              fs::file_size(file) / 1e9, read_s, touch_s, load_s, load_s / read_s, load_s / (read_s + touch_s),
-              weight_bytes / 1e9, peak / 1e9, peak / weight_bytes);
+  std::printf(
+      "[bench] file %.2f GB: sequential read %.2f s, first touch of the fp32 weights %.2f s, load %.2f s "
+      "(%.2fx the read, %.2fx read + touch); fp32 weights %.2f GB, peak RSS growth %.2f GB (%.3fx)\n",
+      fs::file_size(file) / 1e9, read_s, touch_s, load_s, load_s / read_s, load_s / (read_s + touch_s),
+      weight_bytes / 1e9, peak / 1e9, peak / weight_bytes);
   EXPECT_LE(peak, kMaxPeakOverWeights * weight_bytes);
   EXPECT_LE(load_s, kMaxTimeOverRead * (read_s + touch_s));
 }
-

@@ -18,11 +18,10 @@ using namespace dreambooth::checkpoint;
 using dreambooth::Error;
 using dreambooth::ErrorKind;
 using dreambooth::io::NamedTensor;
+using dreambooth::testing::kExact;
 using dreambooth::testing::TempDir;
 
 namespace {
-
-constexpr double kExact = 0.0;
 
 // SD2.1-shaped but small: OpenCLIP text encoder (gelu, 64-wide heads), linear projections,
 // 64-channel UNet heads, attention on every level but the last.
@@ -67,7 +66,8 @@ ModelDescription small_sd1() {
 // The unused OpenCLIP parts a real SD2 file carries: one more block, the projection, the logit scale.
 std::vector<NamedTensor> sd2_extras(const ModelDescription& d) {
   const int64_t h = d.text_encoder.hidden_size;
-  const std::string block = "cond_stage_model.model.transformer.resblocks." + std::to_string(d.text_encoder.num_hidden_layers);
+  const std::string block =
+      "cond_stage_model.model.transformer.resblocks." + std::to_string(d.text_encoder.num_hidden_layers);
   return {
       {block + ".attn.in_proj_weight", torch::randn({3 * h, h})},
       {block + ".attn.in_proj_bias", torch::randn({3 * h})},
@@ -154,8 +154,9 @@ TEST(SingleFileSd2, RoundTripThroughDiffusersIsExact) {
 TEST(SingleFileSd2, WithoutOpenClipExtrasEveryBlockIsUsed) {
   TempDir dir;
   const ModelDescription truth = small_sd2();
-  dreambooth::io::write_safetensors(dir / "sd2.safetensors",
-                                    dreambooth::testing::ldm_tensors(truth, dreambooth::testing::random_model_tensors(truth, 9)));
+  dreambooth::io::write_safetensors(
+      dir / "sd2.safetensors",
+      dreambooth::testing::ldm_tensors(truth, dreambooth::testing::random_model_tensors(truth, 9)));
   CheckpointSource source = open_checkpoint(dir / "sd2.safetensors");
   EXPECT_EQ(source.description.text_encoder.num_hidden_layers, 2);
   EXPECT_TRUE(source.extra_keys.empty());
@@ -235,8 +236,9 @@ TEST(StrictKeys, OneErrorListsEveryMissingUnexpectedAndMisshapedKey) {
 TEST(StrictKeys, CorruptAndTruncatedFilesAreInputErrorsNamingTheFile) {
   TempDir dir;
   const ModelDescription truth = small_sd1();
-  dreambooth::io::write_safetensors(dir / "good.safetensors",
-                                    dreambooth::testing::ldm_tensors(truth, dreambooth::testing::random_model_tensors(truth, 12)));
+  dreambooth::io::write_safetensors(
+      dir / "good.safetensors",
+      dreambooth::testing::ldm_tensors(truth, dreambooth::testing::random_model_tensors(truth, 12)));
   const auto size = fs::file_size(dir / "good.safetensors");
   fs::copy_file(dir / "good.safetensors", dir / "truncated.safetensors");
   fs::resize_file(dir / "truncated.safetensors", size - 100);
@@ -259,8 +261,9 @@ TEST(StrictKeys, CorruptAndTruncatedFilesAreInputErrorsNamingTheFile) {
 TEST(DiffusersFolder, MissingOrPickleWeightsAreInputErrors) {
   TempDir dir;
   const ModelDescription truth = small_sd1();
-  dreambooth::io::write_safetensors(dir / "sd1.safetensors",
-                                    dreambooth::testing::ldm_tensors(truth, dreambooth::testing::random_model_tensors(truth, 13)));
+  dreambooth::io::write_safetensors(
+      dir / "sd1.safetensors",
+      dreambooth::testing::ldm_tensors(truth, dreambooth::testing::random_model_tensors(truth, 13)));
   convert_checkpoint(dir / "sd1.safetensors", dir / "model", Layout::Diffusers);
   EXPECT_NO_THROW(open_checkpoint(dir / "model"));
   EXPECT_FALSE(fs::exists(dir / "model" / kLdmExtrasFile));  // the source had no extras
@@ -290,8 +293,8 @@ TEST(DiffusersFolder, Fp16VariantShardsAndLegacyVaeNames) {
   std::vector<NamedTensor> renamed;
   for (auto& [key, t] : vae_tensors) {
     std::string name = key;
-    for (auto [from, to] : {std::pair{".to_q.", ".query."}, {".to_k.", ".key."}, {".to_v.", ".value."},
-                            {".to_out.0.", ".proj_attn."}})
+    for (auto [from, to] :
+         {std::pair{".to_q.", ".query."}, {".to_k.", ".key."}, {".to_v.", ".value."}, {".to_out.0.", ".proj_attn."}})
       if (auto at = name.find(from); at != std::string::npos) name.replace(at, std::string(from).size(), to);
     renamed.push_back({name, t.to(c10::kHalf)});
   }
@@ -363,4 +366,27 @@ TEST(FullSize, DescribeSd15AndSd21FromHeadersOnly) {
   EXPECT_EQ(b.description.text_encoder.to_json(), sd21.text_encoder.to_json());
   EXPECT_EQ(component_parameter_count(b.description, Component::TextEncoder), 340387840);
   EXPECT_EQ(b.extra_keys.size(), 12u + 2u);
+}
+
+// diffusers writes "lambda_min_clipped": -Infinity (Python's json); it must survive both layouts.
+TEST(DiffusersFolder, PythonJsonSchedulerConfigRoundTrips) {
+  TempDir dir;
+  const ModelDescription truth = small_sd1();
+  dreambooth::io::write_safetensors(
+      dir / "sd1.safetensors",
+      dreambooth::testing::ldm_tensors(truth, dreambooth::testing::random_model_tensors(truth, 15)));
+  convert_checkpoint(dir / "sd1.safetensors", dir / "model", Layout::Diffusers);
+  std::ofstream(dir / "model" / "scheduler" / "scheduler_config.json")
+      << R"({"_class_name": "DPMSolverMultistepScheduler", "beta_start": 0.00085, "beta_end": 0.012,
+             "beta_schedule": "scaled_linear", "lambda_min_clipped": -Infinity, "prediction_type": "epsilon"})";
+  convert_checkpoint(dir / "model", dir / "again.safetensors", Layout::SingleFile);
+  convert_checkpoint(dir / "again.safetensors", dir / "again", Layout::Diffusers);
+  const ModelDescription d = open_checkpoint(dir / "again").description;
+  EXPECT_EQ(d.scheduler["_class_name"], "DPMSolverMultistepScheduler");
+  EXPECT_EQ(d.scheduler["lambda_min_clipped"].get<double>(), -std::numeric_limits<double>::infinity());
+  std::ifstream in(dir / "again" / "scheduler" / "scheduler_config.json");
+  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_NE(text.find("\"lambda_min_clipped\": -Infinity"), std::string::npos) << text;
+  EXPECT_EQ(dump_python_json({{"a", std::nan("")}, {"b", {1.5, std::numeric_limits<double>::infinity()}}}),
+            R"({"a":NaN,"b":[1.5,Infinity]})");
 }

@@ -19,11 +19,10 @@ using namespace dreambooth::checkpoint;
 using dreambooth::Error;
 using dreambooth::ErrorKind;
 using dreambooth::testing::golden_path;
+using dreambooth::testing::kExact;
 using dreambooth::testing::TempDir;
 
 namespace {
-
-constexpr double kExact = 0.0;
 
 std::map<std::string, std::vector<int64_t>> table_shapes(const ModelDescription& d, Component c) {
   std::map<std::string, std::vector<int64_t>> out;

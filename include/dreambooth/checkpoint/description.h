@@ -42,6 +42,11 @@ struct ModelDescription {
 // steps_offset 1, "leading" spacing, no alpha-to-one, no clipping; SD1 PNDM (skip_prk_steps), SD2 DDIM.
 nlohmann::json single_file_scheduler_config(Family family, PredictionType prediction_type);
 
+// JSON text as Python's json module writes it: non-finite numbers become NaN / Infinity / -Infinity
+// instead of nlohmann's null (diffusers writes and needs "lambda_min_clipped": -Infinity). The reader is
+// core's parse_python_json.
+std::string dump_python_json(const nlohmann::json& json, int indent = -1);
+
 // Sets the prediction type and the scheduler config's "prediction_type" together.
 void set_prediction_type(ModelDescription& description, PredictionType type);
 

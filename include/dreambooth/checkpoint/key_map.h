@@ -51,8 +51,8 @@ MappedKeySet map_diffusers_keys(const KeyMap& map, const std::vector<std::string
 
 // One tensor as a file stores it, and the diffusers tensor(s) it holds.
 struct StoredTensor {
-  std::string key;                          // name in the file
-  std::vector<int64_t> shape;               // the shape the file should have
+  std::string key;             // name in the file
+  std::vector<int64_t> shape;  // the shape the file should have
   Transform transform = Transform::None;
   std::vector<std::string> diffusers_keys;  // one, or q, k, v for SplitQkv
   std::vector<int64_t> diffusers_shape;     // shape of each diffusers tensor

@@ -60,4 +60,8 @@ std::vector<TensorSpec> text_encoder_tensors(const models::ClipTextConfig& confi
 
 int64_t parameter_count(const std::vector<TensorSpec>& tensors);
 
+// Dotted-key helpers: "a" + "." + "b" (either side may be empty), and a plain prefix test.
+std::string join_key(const std::string& prefix, const std::string& tail);
+bool starts_with(const std::string& text, const std::string& prefix);
+
 }  // namespace dreambooth::checkpoint

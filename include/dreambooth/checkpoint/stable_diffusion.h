@@ -31,19 +31,21 @@
 
 namespace dreambooth::checkpoint {
 
+// The module members are shared handles (copies share the weights). They are `mutable` so that code
+// holding a `const StableDiffusion&` can still run them: a forward pass does not change the bundle.
 struct StableDiffusion {
   ModelDescription description;
-  models::UNet2DConditionModel unet{nullptr};  // null when not loaded
-  models::AutoencoderKL vae{nullptr};
-  models::ClipTextModel text_encoder{nullptr};
+  mutable models::UNet2DConditionModel unet{nullptr};  // null when not loaded
+  mutable models::AutoencoderKL vae{nullptr};
+  mutable models::ClipTextModel text_encoder{nullptr};
   // Single-file tensors the models do not use, kept so that saving a single file again writes them
   // back (see writer.h). Views of the source file; never on the device.
   std::vector<io::NamedTensor> ldm_extras;
 };
 
 struct LoadOptions {
-  std::filesystem::path path;                     // a .safetensors single file or a diffusers folder
-  c10::ScalarType dtype = c10::kFloat;            // of the modules' parameters
+  std::filesystem::path path;           // a .safetensors single file or a diffusers folder
+  c10::ScalarType dtype = c10::kFloat;  // of the modules' parameters
   c10::Device device = c10::kCPU;
   std::optional<PredictionType> prediction_type;  // overrides the detected one
   ComponentSet components;                        // which modules to build and load
@@ -70,7 +72,9 @@ PerComponent<TensorMap> model_tensors(const StableDiffusion& model);
 
 // Writers for a loaded model (all three components must be loaded). See writer.h for the layouts;
 // WriteOptions::dtype nullopt keeps the modules' dtype.
-void save_single_file(const StableDiffusion& model, const std::filesystem::path& path, const WriteOptions& options = {});
-void save_diffusers(const StableDiffusion& model, const std::filesystem::path& folder, const WriteOptions& options = {});
+void save_single_file(const StableDiffusion& model, const std::filesystem::path& path,
+                      const WriteOptions& options = {});
+void save_diffusers(const StableDiffusion& model, const std::filesystem::path& folder,
+                    const WriteOptions& options = {});
 
 }  // namespace dreambooth::checkpoint

@@ -33,7 +33,8 @@ void throw_if_problems(const KeyProblems& problems, const std::string& file, con
 // Looks every planned tensor up in `files` (trying `aliases` for diffusers names older exports used),
 // records missing and mis-shaped ones in `problems`, and returns the plan with each key set to the name
 // actually stored. Missing entries are dropped from the returned plan.
-ComponentPlan bind_plan(const ComponentPlan& plan, const WeightFiles& files, const KeyMap* aliases, KeyProblems& problems);
+ComponentPlan bind_plan(const ComponentPlan& plan, const WeightFiles& files, const KeyMap* aliases,
+                        KeyProblems& problems);
 
 // The parameters of a module by diffusers name (named_parameters() of a UNet/VAE/text model).
 using ParameterMap = std::unordered_map<std::string, at::Tensor>;

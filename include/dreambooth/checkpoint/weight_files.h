@@ -38,8 +38,8 @@ class WeightFiles {
   std::string name() const;
   uint64_t total_bytes() const;
 
-  at::Tensor view(const std::string& key) const;     // zero-copy, stored dtype
-  void release(const std::string& key) const;         // drop the key's pages (see SafetensorsReader)
+  at::Tensor view(const std::string& key) const;  // zero-copy, stored dtype
+  void release(const std::string& key) const;     // drop the key's pages (see SafetensorsReader)
 
  private:
   std::vector<std::shared_ptr<io::SafetensorsReader>> readers_;
