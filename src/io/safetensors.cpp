@@ -275,7 +275,11 @@ std::string safetensors_dtype_name(c10::ScalarType type) {
   return row->name;
 }
 
-void write_safetensors(const fs::path& path, const std::vector<NamedTensor>& tensors, const Metadata& metadata) {
+void write_safetensors(const fs::path& path, const std::vector<NamedTensor>& tensors, const Metadata& metadata,
+                       std::optional<c10::ScalarType> floating_dtype) {
+  auto stored_type = [&](const at::Tensor& t) {
+    return floating_dtype && c10::isFloatingType(t.scalar_type()) ? *floating_dtype : t.scalar_type();
+  };
   nlohmann::ordered_json header = nlohmann::ordered_json::object();
   if (!metadata.empty()) {
     nlohmann::ordered_json meta = nlohmann::ordered_json::object();
@@ -287,8 +291,8 @@ void write_safetensors(const fs::path& path, const std::vector<NamedTensor>& ten
   for (const auto& [name, tensor] : tensors) {
     if (name == "__metadata__" || !names.insert(name).second)
       throw Error(ErrorKind::Runtime, "write_safetensors: duplicate or reserved tensor name '" + name + "'");
-    uint64_t bytes = static_cast<uint64_t>(tensor.numel()) * tensor.element_size();
-    header[name] = {{"dtype", safetensors_dtype_name(tensor.scalar_type())},
+    uint64_t bytes = static_cast<uint64_t>(tensor.numel()) * c10::elementSize(stored_type(tensor));
+    header[name] = {{"dtype", safetensors_dtype_name(stored_type(tensor))},
                     {"shape", tensor.sizes().vec()},
                     {"data_offsets", {offset, offset + bytes}}};
     offset += bytes;
@@ -305,7 +309,7 @@ void write_safetensors(const fs::path& path, const std::vector<NamedTensor>& ten
   out.write(reinterpret_cast<const char*>(length), 8);
   out.write(header_text.data(), static_cast<std::streamsize>(header_text.size()));
   for (const auto& [name, tensor] : tensors) {
-    at::Tensor cpu = tensor.detach().to(torch::kCPU).contiguous();
+    at::Tensor cpu = tensor.detach().to(torch::kCPU, stored_type(tensor)).contiguous();
     out.write(static_cast<const char*>(cpu.data_ptr()), static_cast<std::streamsize>(cpu.numel() * cpu.element_size()));
     if (!out) break;
   }

@@ -1,0 +1,6 @@
+dreambooth_add_test(key_tables_test LABELS unit SOURCES checkpoint/key_tables_test.cpp)
+dreambooth_add_test(detect_test LABELS unit SOURCES checkpoint/detect_test.cpp)
+dreambooth_add_test(single_file_test LABELS unit SOURCES checkpoint/single_file_test.cpp)
+dreambooth_add_test(stable_diffusion_test LABELS unit SOURCES checkpoint/stable_diffusion_test.cpp)
+dreambooth_add_test(checkpoint_parity_test LABELS parity SOURCES checkpoint/checkpoint_parity_test.cpp)
+dreambooth_add_test(load_benchmark_test LABELS slow SOURCES checkpoint/load_benchmark_test.cpp)

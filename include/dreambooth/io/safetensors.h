@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -73,9 +74,12 @@ struct NamedTensor {
 };
 
 // Writes atomically (temporary file + rename). Tensors may live on any device; they are copied to the
-// CPU one at a time so the writer never holds a second copy of the whole model.
+// CPU one at a time so the writer never holds a second copy of the whole model. With `floating_dtype`,
+// floating-point tensors are converted to it one at a time as they are written (integer tensors keep
+// their type).
 void write_safetensors(const std::filesystem::path& path, const std::vector<NamedTensor>& tensors,
-                       const Metadata& metadata = {});
+                       const Metadata& metadata = {},
+                       std::optional<c10::ScalarType> floating_dtype = std::nullopt);
 
 // "F32" etc. for a LibTorch dtype; throws for types safetensors cannot hold.
 std::string safetensors_dtype_name(c10::ScalarType type);

@@ -1,0 +1,49 @@
+// Strict matching of stored tensors against a component's plan, and loading them into parameters.
+//
+// Every planned tensor must be stored exactly once with the planned shape; every stored tensor of the
+// component must be planned or a known benign extra. All problems of a checkpoint are gathered and
+// reported in ONE model error that names the file and lists every missing, unexpected and mis-shaped key.
+#pragma once
+
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include <ATen/core/Tensor.h>
+
+#include "dreambooth/checkpoint/key_map.h"
+#include "dreambooth/checkpoint/weight_files.h"
+
+namespace dreambooth::checkpoint {
+
+struct KeyProblems {
+  std::vector<std::string> missing;
+  std::vector<std::string> unexpected;
+  std::vector<std::string> misshaped;  // "key [stored shape] (expected [shape])"
+
+  bool empty() const { return missing.empty() && unexpected.empty() && misshaped.empty(); }
+  void append(const KeyProblems& other);
+  // "3 missing: a, b, c; 1 unexpected: d; 1 mis-shaped: e [2, 3] (expected [3, 3])"
+  std::string summary() const;
+};
+
+// Throws one model error naming `file` when `problems` is not empty.
+void throw_if_problems(const KeyProblems& problems, const std::string& file, const std::string& hint);
+
+// Looks every planned tensor up in `files` (trying `aliases` for diffusers names older exports used),
+// records missing and mis-shaped ones in `problems`, and returns the plan with each key set to the name
+// actually stored. Missing entries are dropped from the returned plan.
+ComponentPlan bind_plan(const ComponentPlan& plan, const WeightFiles& files, const KeyMap* aliases,
+                        KeyProblems& problems);
+
+// The parameters of a module by diffusers name (named_parameters() of a UNet/VAE/text model).
+using ParameterMap = std::unordered_map<std::string, at::Tensor>;
+
+// Copies each planned tensor into its parameter(s), converting dtype and device, one stored tensor at a
+// time in file order, and releases the tensor's pages after use so peak memory stays near the size of
+// the loaded model. The plan's diffusers keys and shapes must equal the parameters (a runtime error
+// listing the differences otherwise: that is a bug, not a user error).
+void load_parameters(const ComponentPlan& bound_plan, const WeightFiles& files, const ParameterMap& parameters,
+                     const std::string& component);
+
+}  // namespace dreambooth::checkpoint

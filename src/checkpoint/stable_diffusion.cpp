@@ -1,0 +1,85 @@
+#include "dreambooth/checkpoint/stable_diffusion.h"
+
+#include <torch/torch.h>
+
+#include "dreambooth/core/error.h"
+
+namespace dreambooth::checkpoint {
+namespace {
+
+TensorMap parameters_of(const torch::nn::Module& module) {
+  TensorMap out;
+  for (const auto& p : module.named_parameters(true)) out.emplace(p.key(), p.value());
+  return out;
+}
+
+}  // namespace
+
+void load_component(torch::nn::Module& module, const ComponentSource& source, Component component,
+                    c10::ScalarType dtype, c10::Device device) {
+  // The layers allocate without initialising, so this only moves empty storage; the pages are first
+  // touched by the copies below.
+  module.to(device, dtype);
+  ParameterMap parameters;
+  for (const auto& p : module.named_parameters(true)) parameters.emplace(p.key(), p.value());
+  load_parameters(source.plan, source.files, parameters, component_name(component));
+}
+
+StableDiffusion load_stable_diffusion(const LoadOptions& options) {
+  if (!c10::isFloatingType(options.dtype))
+    throw usage_error(std::string("cannot load weights as ") + c10::toString(options.dtype),
+                      "use float32, float16 or bfloat16");
+  OpenOptions open;
+  open.prediction_type = options.prediction_type;
+  open.components = options.components;
+  open.prefer_fp16_variant = options.dtype == c10::kHalf;
+  CheckpointSource source = open_checkpoint(options.path, open);
+
+  StableDiffusion model;
+  model.description = source.description;
+  const ModelDescription& d = model.description;
+  if (options.components.unet) {
+    model.unet = models::UNet2DConditionModel(d.unet);
+    load_component(*model.unet, source.components.unet, Component::Unet, options.dtype, options.device);
+  }
+  if (options.components.vae) {
+    model.vae = models::AutoencoderKL(d.vae);
+    load_component(*model.vae, source.components.vae, Component::Vae, options.dtype, options.device);
+  }
+  if (options.components.text_encoder) {
+    model.text_encoder = models::ClipTextModel(d.text_encoder);
+    load_component(*model.text_encoder, source.components.text_encoder, Component::TextEncoder, options.dtype,
+                   options.device);
+  }
+  model.ldm_extras = extra_views(source);
+  return model;
+}
+
+CheckpointInfo describe_checkpoint(const std::filesystem::path& path, std::optional<PredictionType> prediction_type) {
+  OpenOptions open;
+  open.prediction_type = prediction_type;
+  CheckpointSource source = open_checkpoint(path, open);
+  CheckpointInfo info;
+  info.description = source.description;
+  for (Component c : kAllComponents) info.parameter_count[c] = component_parameter_count(info.description, c);
+  info.extra_keys = source.extra_keys;
+  return info;
+}
+
+PerComponent<TensorMap> model_tensors(const StableDiffusion& model) {
+  PerComponent<TensorMap> out;
+  if (model.unet) out.unet = parameters_of(*model.unet);
+  if (model.vae) out.vae = parameters_of(*model.vae);
+  if (model.text_encoder) out.text_encoder = parameters_of(*model.text_encoder);
+  return out;
+}
+
+void save_single_file(const StableDiffusion& model, const std::filesystem::path& path, const WriteOptions& options) {
+  write_single_file(model.description, model_tensors(model), model.ldm_extras, path, options);
+}
+
+void save_diffusers(const StableDiffusion& model, const std::filesystem::path& folder, const WriteOptions& options) {
+  write_diffusers(model.description, model_tensors(model), model.ldm_extras, folder, options);
+}
+
+}  // namespace dreambooth::checkpoint
