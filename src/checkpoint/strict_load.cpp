@@ -32,6 +32,14 @@ void prepare_destination(const at::Tensor& destination) {
   const uintptr_t first = (begin + page - 1) / page * page;
   const uintptr_t last = end / page * page;
   if (last <= first) return;
+  // Faulting in fresh pages dominates loading on virtual machines; 2 MiB pages make 512 times fewer
+  // faults (transparent huge pages are often enabled for madvise'd ranges only).
+  const uintptr_t huge = uintptr_t{2} << 20;
+  const uintptr_t huge_first = (begin + huge - 1) / huge * huge;
+  const uintptr_t huge_last = end / huge * huge;
+#ifdef MADV_HUGEPAGE
+  if (huge_last > huge_first) ::madvise(reinterpret_cast<void*>(huge_first), huge_last - huge_first, MADV_HUGEPAGE);
+#endif
 #ifdef MADV_POPULATE_WRITE
   ::madvise(reinterpret_cast<void*>(first), last - first, MADV_POPULATE_WRITE);
 #endif
@@ -131,14 +139,19 @@ void load_parameters(const ComponentPlan& plan, const WeightFiles& files, const 
   std::sort(order.begin(), order.end(),
             [&](const StoredTensor* a, const StoredTensor* b) { return position[a] < position[b]; });
 
+  // Zeroing fresh pages is most of the cost of loading; the kernel does it in the faulting thread, so
+  // fault the destinations in from all threads first.
+  std::vector<at::Tensor> destinations;
+  destinations.reserve(parameters.size());
+  for (const auto& [key, tensor] : parameters) destinations.push_back(tensor);
+  at::parallel_for(0, static_cast<int64_t>(destinations.size()), 1, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) prepare_destination(destinations[static_cast<size_t>(i)]);
+  });
+
   torch::NoGradGuard no_grad;
   for (const StoredTensor* stored : order) {
     std::vector<at::Tensor> parts = split_stored(*stored, files.view(stored->key));
-    for (size_t p = 0; p < parts.size(); ++p) {
-      const at::Tensor& destination = parameters.at(stored->diffusers_keys[p]);
-      prepare_destination(destination);
-      destination.copy_(parts[p]);
-    }
+    for (size_t p = 0; p < parts.size(); ++p) parameters.at(stored->diffusers_keys[p]).copy_(parts[p]);
     files.release(stored->key);
   }
 }

@@ -1,10 +1,15 @@
 // `dreambooth info`: what a checkpoint is, from its headers and configs only (no weights are read).
+// `--load` also reads every weight into the models, as `sample` and `train` do: a full integrity check
+// that reports how long loading took and the process's peak memory.
+#include <chrono>
+
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
 #include "command.h"
 #include "dreambooth/checkpoint/stable_diffusion.h"
 #include "dreambooth/core/error.h"
+#include "dreambooth/core/process_memory.h"
 #include "dreambooth/pipelines/model_loading.h"
 #include "dreambooth/text/tokenizer_search.h"
 
@@ -18,6 +23,8 @@ struct InfoOptions {
   std::string prediction_type;
   std::string tokenizer;
   bool json = false;
+  bool load = false;
+  std::string dtype = "fp32";
 };
 
 std::string dtype_label(c10::ScalarType type) {
@@ -28,6 +35,29 @@ std::string dtype_label(c10::ScalarType type) {
     case c10::kDouble: return "fp64";
     default: return c10::toString(type);
   }
+}
+
+struct LoadReport {
+  double seconds = 0;
+  int64_t peak_resident_bytes = 0;
+  int64_t weight_bytes = 0;  // of the loaded modules, in the dtype they were loaded as
+};
+
+LoadReport load_everything(const std::filesystem::path& path, std::optional<checkpoint::PredictionType> prediction,
+                           const std::string& dtype_spec) {
+  checkpoint::LoadOptions load;
+  load.path = path;
+  load.prediction_type = prediction;
+  load.dtype = dtype_spec == "fp16" ? c10::kHalf : dtype_spec == "bf16" ? c10::kBFloat16 : c10::kFloat;
+  const auto start = std::chrono::steady_clock::now();
+  checkpoint::StableDiffusion model = checkpoint::load_stable_diffusion(load);
+  LoadReport report;
+  report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  report.peak_resident_bytes = process_memory().peak_resident_bytes;
+  const auto tensors = checkpoint::model_tensors(model);
+  for (checkpoint::Component c : checkpoint::kAllComponents)
+    for (const auto& [name, tensor] : tensors[c]) report.weight_bytes += tensor.numel() * tensor.element_size();
+  return report;
 }
 
 std::string with_commas(int64_t n) {
@@ -62,6 +92,9 @@ int run_info(const InfoOptions& o) {
   } catch (const Error&) {
   }
 
+  std::optional<LoadReport> loaded;
+  if (o.load) loaded = load_everything(resolved, prediction, o.dtype);
+
   const std::string scheduler_class = d.scheduler.value("_class_name", std::string("unknown"));
   const int resolution = d.unet.sample_size * d.vae.downscale_factor();
   if (o.json) {
@@ -82,6 +115,11 @@ int run_info(const InfoOptions& o) {
         {"extra_keys", info.extra_keys.size()},
         {"tokenizer", tokenizer},
     };
+    if (loaded)
+      j["load"] = {{"seconds", loaded->seconds},
+                   {"dtype", o.dtype},
+                   {"weight_bytes", loaded->weight_bytes},
+                   {"peak_rss_bytes", loaded->peak_resident_bytes}};
     std::printf("%s\n", j.dump().c_str());
     return 0;
   }
@@ -98,6 +136,10 @@ int run_info(const InfoOptions& o) {
   if (!info.extra_keys.empty())
     std::printf("unused tensors   %zu (kept on conversion)\n", info.extra_keys.size());
   std::printf("tokenizer        %s\n", tokenizer_line.c_str());
+  if (loaded)
+    std::printf("loaded           every weight as %s in %.2f s (%.2f GiB of weights, peak RSS %.2f GiB)\n",
+                o.dtype.c_str(), loaded->seconds, loaded->weight_bytes / 1073741824.0,
+                loaded->peak_resident_bytes / 1073741824.0);
   return 0;
 }
 
@@ -111,6 +153,8 @@ CommandRunner register_info_command(CLI::App& app, CommonOptions& common) {
   c->add_option("--prediction-type", o->prediction_type, "override: epsilon | v_prediction")
       ->check(CLI::IsMember({"epsilon", "v_prediction"}));
   c->add_option("--tokenizer", o->tokenizer, "tokenizer to report instead of searching");
+  c->add_flag("--load", o->load, "also read every weight into the models (integrity check; reports time and peak RSS)");
+  c->add_option("--dtype", o->dtype, "with --load: fp32 | fp16 | bf16")->check(CLI::IsMember({"fp32", "fp16", "bf16"}));
   add_common_options(*c, common);
   return [o] { return run_info(*o); };
 }

@@ -11,11 +11,12 @@
 #include "command.h"
 #include "dreambooth/core/error.h"
 #include "dreambooth/core/interrupt.h"
+#include "dreambooth/core/process_memory.h"
 #include "dreambooth/core/progress.h"
 #include "dreambooth/core/runtime.h"
-#include "dreambooth/core/sha256.h"
 #include "dreambooth/io/image.h"
 #include "dreambooth/pipelines/generation_parameters.h"
+#include "dreambooth/pipelines/model_hash.h"
 #include "dreambooth/pipelines/model_loading.h"
 #include "dreambooth/pipelines/text_to_image.h"
 #include "dreambooth/schedulers/registry.h"
@@ -115,9 +116,9 @@ int run_sample(const SampleOptions& o, const CommonOptions& common) {
                checkpoint::prediction_type_name(loaded.sd.description.prediction_type),
                std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
   const fs::path to_hash = hashed_file(loaded.resolved_path);
-  // Hashing a multi-GB file takes seconds: it runs beside the first image.
+  // Hashing a multi-GB file takes seconds the first time: it runs beside the first image.
   std::shared_future<std::string> model_hash = std::async(std::launch::async, [to_hash] {
-    return to_hash.empty() ? std::string() : sha256_file_hex(to_hash).substr(0, 10);
+    return to_hash.empty() ? std::string() : pipelines::model_hash(to_hash);
   }).share();
 
   schedulers::SchedulerConfig scheduler_config =
@@ -155,11 +156,15 @@ int run_sample(const SampleOptions& o, const CommonOptions& common) {
       Progress progress("image " + std::to_string(index + 1) + (batch > 1 ? "-" + std::to_string(index + batch) : "") +
                             "/" + std::to_string(total),
                         schedule.size(), common.quiet || o.json);
-      auto images = pipeline.generate(settings, seeds, [&](int step, int steps) {
-        progress.update(step);
-        if (interrupt_requested()) throw Error(ErrorKind::Interrupted, "interrupted; finished images are kept");
-        (void)steps;
-      });
+      pipelines::GenerationTimings timings;
+      auto images = pipeline.generate(
+          settings, seeds,
+          [&](int step, int steps) {
+            progress.update(step);
+            if (interrupt_requested()) throw Error(ErrorKind::Interrupted, "interrupted; finished images are kept");
+            (void)steps;
+          },
+          &timings);
       progress.finish();
       for (int b = 0; b < batch; ++b, ++index) {
         pipelines::GenerationRecord record;
@@ -182,6 +187,13 @@ int run_sample(const SampleOptions& o, const CommonOptions& common) {
           nlohmann::json line = {{"path", path.string()}, {"seed", seeds[b]},     {"index", index},
                                  {"prompt", prompt},      {"width", settings.width}, {"height", settings.height},
                                  {"steps", o.steps},      {"cfg", o.cfg},            {"sampler", used_sampler.name}};
+          // Per batch: every image of a batch reports the batch's timings.
+          line["batch_size"] = batch;
+          line["seconds"] = {{"text_encoder", timings.text_encoder},
+                             {"denoise", timings.denoise},
+                             {"per_step", timings.steps ? timings.denoise / timings.steps : 0.0},
+                             {"vae_decode", timings.vae_decode}};
+          line["peak_rss_bytes"] = process_memory().peak_resident_bytes;
           std::printf("%s\n", line.dump().c_str());
         } else {
           std::printf("%s\n", path.string().c_str());

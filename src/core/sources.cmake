@@ -4,6 +4,7 @@ list(APPEND DREAMBOOTH_SOURCES
   src/core/error.cpp
   src/core/interrupt.cpp
   src/core/logging.cpp
+  src/core/process_memory.cpp
   src/core/progress.cpp
   src/core/runtime.cpp
   src/core/sha256.cpp

@@ -1,5 +1,7 @@
 #include "dreambooth/pipelines/text_to_image.h"
 
+#include <chrono>
+
 #include <torch/torch.h>
 
 #include "dreambooth/core/error.h"
@@ -91,19 +93,32 @@ at::Tensor TextToImage::decode(const at::Tensor& latents) const {
 }
 
 std::vector<io::Image> TextToImage::generate(const GenerationSettings& settings, const std::vector<uint64_t>& seeds,
-                                             const StepCallback& on_step) const {
+                                             const StepCallback& on_step, GenerationTimings* timings) const {
+  using Clock = std::chrono::steady_clock;
+  auto since = [](Clock::time_point start) { return std::chrono::duration<double>(Clock::now() - start).count(); };
+  GenerationTimings spent;
   const int64_t batch = static_cast<int64_t>(seeds.size());
   std::vector<int64_t> shape = latent_shape(settings.width, settings.height);
   shape[0] = batch;
   const bool guidance = settings.guidance_scale > 1.0;
+  auto start = Clock::now();
   at::Tensor embeddings = encode_prompt(settings.prompt, settings.negative_prompt, settings.clip_skip, guidance, batch);
+  spent.text_encoder = since(start);
   // The reference draws the initial latents first, then any per-step noise, from the same generator.
   PerImageNoise noise_source(seeds);
   at::Tensor noise = noise_source.randn(shape, torch::kFloat, torch::kCPU);
-  schedulers::ProgressCallback progress;
-  if (on_step) progress = [&](const schedulers::StepProgress& p) { on_step(p.step + 1, p.total); };
+  schedulers::ProgressCallback progress = [&](const schedulers::StepProgress& p) {
+    spent.steps = p.step + 1;
+    if (on_step) on_step(p.step + 1, p.total);
+  };
+  start = Clock::now();
   at::Tensor latents = denoise(embeddings, noise, settings, noise_source, progress);
-  return to_images(decode(latents));
+  spent.denoise = since(start);
+  start = Clock::now();
+  at::Tensor decoded = decode(latents);
+  spent.vae_decode = since(start);
+  if (timings) *timings = spent;
+  return to_images(decoded);
 }
 
 std::vector<io::Image> to_images(const at::Tensor& images) {

@@ -33,6 +33,15 @@ struct GenerationSettings {
   schedulers::SamplerOptions sampler_options;
 };
 
+// Where the time of one generate() call went (wall seconds; on CUDA the UNet figure includes queued work
+// only as far as the sampler waits for it).
+struct GenerationTimings {
+  double text_encoder = 0;
+  double denoise = 0;  // the whole sampler loop
+  int steps = 0;        // sampler steps taken
+  double vae_decode = 0;
+};
+
 // Called after every sampler step of a batch.
 using StepCallback = std::function<void(int step, int total)>;
 // Sees every UNet call: its (guidance-batched) input, the timestep and the raw output. For tests and
@@ -62,7 +71,7 @@ class TextToImage {
 
   // The whole run for one batch: image i uses its own generator seeded with seeds[i].
   std::vector<io::Image> generate(const GenerationSettings& settings, const std::vector<uint64_t>& seeds,
-                                  const StepCallback& on_step = {}) const;
+                                  const StepCallback& on_step = {}, GenerationTimings* timings = nullptr) const;
 
   void set_unet_observer(UNetObserver observer) { observer_ = std::move(observer); }
 
