@@ -26,5 +26,7 @@ using CommandRegistration = CommandRunner (*)(CLI::App& app, CommonOptions& comm
 
 CommandRunner register_version_command(CLI::App& app, CommonOptions& common);
 CommandRunner register_sample_command(CLI::App& app, CommonOptions& common);
+CommandRunner register_train_command(CLI::App& app, CommonOptions& common);
+CommandRunner register_tokens_command(CLI::App& app, CommonOptions& common);
 
 }  // namespace dreambooth::cli

@@ -35,6 +35,8 @@ int main(int argc, char** argv) {
   cli::CommonOptions common;
   const std::vector<cli::CommandRegistration> commands = {
       cli::register_sample_command,
+      cli::register_train_command,
+      cli::register_tokens_command,
       cli::register_version_command,
   };
   std::vector<std::pair<CLI::App*, cli::CommandRunner>> runners;
