@@ -47,7 +47,9 @@ TEST(Identifier, SuggestionsAreSeededAndDistinct) {
   ASSERT_EQ(a.size(), 8u);
   for (size_t i = 0; i < a.size(); ++i) {
     EXPECT_EQ(a[i].id, b[i].id);
-    if (i > 0) EXPECT_LT(a[i - 1].id, a[i].id);
+    if (i > 0) {
+      EXPECT_LT(a[i - 1].id, a[i].id);
+    }
   }
   bool differs = false;
   for (size_t i = 0; i < a.size(); ++i) differs = differs || a[i].id != c[i].id;

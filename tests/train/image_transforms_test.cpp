@@ -43,7 +43,7 @@ Image ramp(int w, int h) {
   return image;
 }
 
-const uint8_t* at(const Image& image, int x, int y) { return &image.pixels[(size_t(y) * image.width + x) * 3]; }
+const uint8_t* pixel_at(const Image& image, int x, int y) { return &image.pixels[(size_t(y) * image.width + x) * 3]; }
 
 ErrorKind error_kind(const std::function<void()>& f, std::string* message = nullptr) {
   try {
@@ -121,7 +121,7 @@ TEST(ImageTransforms, CenterCropRoundsHalfToEvenLikeTorchvision) {
   EXPECT_EQ(center_crop_box(64, 100, 64).top, 18);
   const Image cropped = crop(ramp(100, 64), center_crop_box(100, 64, 64));
   EXPECT_EQ(cropped.width, 64);
-  EXPECT_EQ(at(cropped, 0, 0)[0], at(ramp(100, 64), 18, 0)[0]);
+  EXPECT_EQ(pixel_at(cropped, 0, 0)[0], pixel_at(ramp(100, 64), 18, 0)[0]);
 }
 
 TEST(ImageTransforms, RandomCropsAndFlipsComeFromTheGenerator) {
@@ -142,7 +142,7 @@ TEST(ImageTransforms, RandomCropsAndFlipsComeFromTheGenerator) {
   EXPECT_TRUE(moved);
   const Image image = ramp(5, 3);
   const Image flipped = flip_horizontal(image);
-  EXPECT_EQ(at(flipped, 0, 1)[0], at(image, 4, 1)[0]);
+  EXPECT_EQ(pixel_at(flipped, 0, 1)[0], pixel_at(image, 4, 1)[0]);
   EXPECT_EQ(flip_horizontal(flipped).pixels, image.pixels);
 }
 

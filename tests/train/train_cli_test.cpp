@@ -1,4 +1,5 @@
 // `dreambooth train` and `dreambooth tokens` as a user runs them: exit codes, Ctrl-C, sampling the result.
+#include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/wait.h>

@@ -105,10 +105,11 @@ void run_golden_step(const std::string& case_name, bool train_text_encoder) {
   const std::string embedding_name = "text_model.embeddings.token_embedding.weight";
   const std::string rows_name = embedding_name + ".rows_sks_dog_100";
   const at::Tensor row_index = torch::tensor(rows, torch::kLong);
-  if (train_text_encoder)
+  if (train_text_encoder) {
     EXPECT_TENSOR_CLOSE(param("text_encoder." + embedding_name).grad().index_select(0, row_index),
                         golden(g, "grad." + rows_name), golden_atol(case_name, "grad." + rows_name),
                         case_name + " grad." + rows_name);
+  }
 
   std::vector<at::Tensor> unet_parameters;
   for (const auto& p : trainable.parameters)
@@ -125,10 +126,11 @@ void run_golden_step(const std::string& case_name, bool train_text_encoder) {
   for (const auto& [golden_name, name] : graded)
     EXPECT_TENSOR_CLOSE(param(name).detach(), golden(g, "param_after." + golden_name),
                         golden_atol(case_name, "param_after." + golden_name), case_name + " param_after." + golden_name);
-  if (train_text_encoder)
+  if (train_text_encoder) {
     EXPECT_TENSOR_CLOSE(param("text_encoder." + embedding_name).detach().index_select(0, row_index),
                         golden(g, "param_after." + rows_name), golden_atol(case_name, "param_after." + rows_name),
                         case_name + " param_after." + rows_name);
+  }
 }
 
 }  // namespace
