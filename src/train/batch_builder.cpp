@@ -33,7 +33,7 @@ void BatchBuilder::set_text_embeddings(const at::Tensor& instance_embeddings, co
 std::vector<BatchBuilder::CachedLatents> BatchBuilder::encode_all(const ImageSet& images, models::AutoencoderKL& vae,
                                                                  at::Generator& generator) const {
   torch::NoGradGuard no_grad;
-  const auto& parameter = vae->parameters().front();
+  const at::Tensor parameter = vae->parameters().front();  // a copy: parameters() returns a temporary
   std::vector<CachedLatents> out;
   for (const io::Image& image : images.images) {
     const CropBox box = transform_.center_crop

@@ -41,8 +41,9 @@ constexpr const char* kOptionsFile = "options.json";
 constexpr const char* kMetricsFile = "metrics.jsonl";
 constexpr const char* kLossPlotFile = "loss.png";
 
-// What an earlier run leaves in OUTPUT (class images are not among them: they are reused).
-const char* const kRunOutputs[] = {"checkpoints", "validation", kMetricsFile, kLossPlotFile, kOptionsFile,
+// What an earlier run that trained leaves in OUTPUT. Class images are not among them (they are reused),
+// nor options.json alone (a run that stopped before its first step; it is rewritten).
+const char* const kRunOutputs[] = {"checkpoints", "validation",     kMetricsFile,    kLossPlotFile,
                                    kModelFile,    kDiffusersFolder, kTokenizerFolder};
 
 // A fresh run refuses to mix with an earlier one unless told to resume or to start over.
@@ -140,6 +141,12 @@ TrainResult train_dreambooth(TrainOptions options, const TrainHooks& hooks) {
       options.token = resumed_options["token"].get<std::string>();
   }
   if (!options.seed) options.seed = (uint64_t(std::random_device{}()) << 32) | std::random_device{}();
+
+  // The subject photos first: a wrong folder or a bad file fails before anything is loaded or written.
+  ImageFolderOptions folder_options;
+  folder_options.resolution = options.resolution;
+  folder_options.skip_bad_images = options.skip_bad_images;
+  const ImageSet instance_images = load_image_folder(options.subject, folder_options);
   prepare_output_folder(options);
 
   // --- 2. the model, in float32 (the master weights), and its tokenizer
@@ -185,11 +192,8 @@ TrainResult train_dreambooth(TrainOptions options, const TrainHooks& hooks) {
     spdlog::info("class images: {} found, {} generated in {}", report.existing, report.generated, options.class_dir);
   }
 
-  // --- 5. data: decoded and resized once; crops, flips and order come from the run's one generator
-  ImageFolderOptions folder_options;
-  folder_options.resolution = options.resolution;
-  folder_options.skip_bad_images = options.skip_bad_images;
-  const ImageSet instance_images = load_image_folder(options.subject, folder_options);
+  // --- 5. data (the subject photos were loaded above): decoded and resized once; crops, flips and
+  // order come from the run's one generator
   ImageSet class_images;
   if (options.prior_preservation) {
     folder_options.strict = false;

@@ -80,7 +80,8 @@ TEST(TrainCli, TrainedModelSamplesAndPresetsApply) {
   TempDir dir;
   write_photos(dir / "subject");
   auto args = train_args(dir, "out", "2");
-  args.insert(args.end(), {"--config", "low-memory", "--json"});
+  args.insert(args.end(), {"--config", "low-memory", "--json", "--validation-prompt", "a photo of sks dog",
+                           "--validation-every", "2", "--validation-images", "1", "--validation-steps", "2"});
   const auto trained = run_cli(args);
   ASSERT_EQ(trained.exit_code, 0) << trained.err;
   const nlohmann::json result = nlohmann::json::parse(trained.out);
@@ -90,6 +91,18 @@ TEST(TrainCli, TrainedModelSamplesAndPresetsApply) {
   const nlohmann::json options = nlohmann::json::parse(options_file);
   EXPECT_EQ(options.at("gradient_checkpointing"), true);  // from the preset
   EXPECT_EQ(options.at("cache_latents"), true);
+  // One metrics line per step, the loss curve, the validation image of step 2 (seed 1 = the run's).
+  std::ifstream metrics(dir / "out" / "metrics.jsonl");
+  int lines = 0;
+  for (std::string line; std::getline(metrics, line); ++lines)
+    EXPECT_EQ(nlohmann::json::parse(line).at("step"), lines + 1);
+  EXPECT_EQ(lines, 2);
+  EXPECT_EQ(dreambooth::io::load_image(dir / "out" / "loss.png").width, 800);
+  EXPECT_EQ(dreambooth::io::load_image(dir / "out" / "validation" / "step-000002" / "00-1.png").width, 64);
+
+  const auto info = run_cli({"info", (dir / "out" / "model.safetensors").string(), "--json"});
+  ASSERT_EQ(info.exit_code, 0) << info.err;
+  EXPECT_NE(info.out.find("sd1"), std::string::npos) << info.out;
 
   const auto sampled = run_cli({"sample", "--model", (dir / "out").string(), "--prompt", "a photo of sks dog", "--steps",
                                 "2", "-W", "64", "-H", "64", "--seed", "3", "--out", (dir / "samples").string(),
