@@ -5,3 +5,4 @@ dreambooth_add_test(image_transforms_test LABELS unit SOURCES train/image_transf
 dreambooth_add_test(identifier_test LABELS unit SOURCES train/identifier_test.cpp)
 dreambooth_add_test(trainer_test LABELS unit SOURCES train/trainer_test.cpp)
 dreambooth_add_test(train_cli_test LABELS unit SOURCES train/train_cli_test.cpp)
+dreambooth_add_test(gradient_checkpointing_test LABELS unit SOURCES train/gradient_checkpointing_test.cpp)
