@@ -129,12 +129,12 @@ TEST(Trainer, InstanceLossFallsAndTheOutputLoads) {
   REQUIRE_GOLDEN();
   TempDir dir;
   train::TrainOptions o = tiny_options(dir, "run");
-  o.steps = 30;
+  o.steps = 12;
   o.lr = 1e-3;
   o.batch_size = 2;
   o.center_crop = true;
   const train::TrainResult result = train::train_dreambooth(o);
-  EXPECT_EQ(result.steps, 30);
+  EXPECT_EQ(result.steps, 12);
   EXPECT_EQ(result.model_path, dir / "run" / "model.safetensors");
 
   const double before = fixed_instance_loss(dreambooth::testing::golden_path("tiny-sd1"), dir / "subject");
@@ -144,13 +144,13 @@ TEST(Trainer, InstanceLossFallsAndTheOutputLoads) {
 
   // The run folder: options, one metrics line per step, loss curve, tokenizer; `sample --model OUTPUT` loads it.
   const nlohmann::json options = nlohmann::json::parse(read_text(dir / "run" / "options.json"));
-  EXPECT_EQ(options.at("steps"), 30);
+  EXPECT_EQ(options.at("steps"), 12);
   EXPECT_EQ(options.at("seed"), 7);
   std::ifstream metrics(dir / "run" / "metrics.jsonl");
   int lines = 0;
   for (std::string line; std::getline(metrics, line); ++lines)
     EXPECT_EQ(nlohmann::json::parse(line).at("step"), lines + 1);
-  EXPECT_EQ(lines, 30);
+  EXPECT_EQ(lines, 12);
   const io::Image plot = io::load_image(dir / "run" / "loss.png");
   EXPECT_EQ(plot.width, 800);
   pipelines::ModelRequest request;
