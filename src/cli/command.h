@@ -29,5 +29,7 @@ CommandRunner register_convert_command(CLI::App& app, CommonOptions& common);
 CommandRunner register_info_command(CLI::App& app, CommonOptions& common);
 CommandRunner register_init_command(CLI::App& app, CommonOptions& common);
 CommandRunner register_sample_command(CLI::App& app, CommonOptions& common);
+CommandRunner register_train_command(CLI::App& app, CommonOptions& common);
+CommandRunner register_tokens_command(CLI::App& app, CommonOptions& common);
 
 }  // namespace dreambooth::cli

@@ -38,6 +38,8 @@ int main(int argc, char** argv) {
       cli::register_init_command,
       cli::register_convert_command,
       cli::register_sample_command,
+      cli::register_train_command,
+      cli::register_tokens_command,
       cli::register_version_command,
   };
   std::vector<std::pair<CLI::App*, cli::CommandRunner>> runners;

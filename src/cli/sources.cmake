@@ -3,6 +3,8 @@ set(DREAMBOOTH_CLI_SOURCES
   src/cli/cmd_info.cpp
   src/cli/cmd_init.cpp
   src/cli/cmd_sample.cpp
+  src/cli/cmd_tokens.cpp
+  src/cli/cmd_train.cpp
   src/cli/common.cpp
   src/cli/tokenizer_files.cpp
 )

@@ -6,6 +6,7 @@
 
 #include "dreambooth/core/error.h"
 #include "dreambooth/models/attention.h"
+#include "dreambooth/models/checkpointing.h"
 
 namespace dreambooth::models {
 
@@ -77,8 +78,15 @@ at::Tensor ClipTextTransformerImpl::run_layers(const at::Tensor& ids, int64_t nu
                                                std::vector<at::Tensor>* hidden_states) {
   at::Tensor h = embeddings(ids);
   if (hidden_states) hidden_states->push_back(h);
+  const bool checkpointing = gradient_checkpointing && torch::GradMode::is_enabled();
   for (int64_t i = 0; i < num_layers; ++i) {
-    h = encoder->layers->ptr<ClipEncoderLayerImpl>(i)->forward(h);
+    auto layer = encoder->layers->ptr<ClipEncoderLayerImpl>(i);
+    if (checkpointing) {
+      h = checkpoint([layer](const std::vector<at::Tensor>& in) { return std::vector<at::Tensor>{layer->forward(in[0])}; },
+                     {h}, trainable_parameters_of(*layer))[0];
+    } else {
+      h = layer->forward(h);
+    }
     if (hidden_states) hidden_states->push_back(h);
   }
   return h;

@@ -1,6 +1,7 @@
 list(APPEND DREAMBOOTH_SOURCES
   src/models/attention.cpp
   src/models/autoencoder_kl.cpp
+  src/models/checkpointing.cpp
   src/models/clip_text_config.cpp
   src/models/clip_text_model.cpp
   src/models/init.cpp

@@ -5,6 +5,8 @@
 
 #include <torch/torch.h>
 
+#include "dreambooth/models/checkpointing.h"
+
 namespace dreambooth::models {
 
 at::Tensor timestep_features(const at::Tensor& timesteps, int64_t dim, bool flip_sin_to_cos, double freq_shift) {
@@ -130,26 +132,61 @@ at::Tensor UNet2DConditionModelImpl::forward(const at::Tensor& sample, const at:
 
   // --- down: every resnet/attention/downsampler output is kept for the up path
   std::vector<at::Tensor> skips = {h};
+  const bool checkpointing = gradient_checkpointing_ && torch::GradMode::is_enabled();
   for (int i = 0; i < n; ++i) {
-    h = down_blocks->ptr<DownBlock2DImpl>(i)->forward(h, emb, encoder_hidden_states, &skips);
+    auto block = down_blocks->ptr<DownBlock2DImpl>(i);
+    if (checkpointing) {
+      // The block's new skips; the last one is its output.
+      const std::vector<at::Tensor> added = checkpoint(
+          [block](const std::vector<at::Tensor>& in) {
+            std::vector<at::Tensor> out;
+            block->forward(in[0], in[1], in[2], &out);
+            return out;
+          },
+          {h, emb, encoder_hidden_states}, trainable_parameters_of(*block));
+      skips.insert(skips.end(), added.begin(), added.end());
+      h = added.back();
+    } else {
+      h = block->forward(h, emb, encoder_hidden_states, &skips);
+    }
     if (intermediates) record("down_blocks." + std::to_string(i), h);
   }
 
   // --- mid
-  h = mid_block(h, emb, encoder_hidden_states);
+  if (checkpointing) {
+    auto mid = mid_block.ptr();
+    h = checkpoint([mid](const std::vector<at::Tensor>& in) { return std::vector<at::Tensor>{mid->forward(in[0], in[1], in[2])}; },
+                   {h, emb, encoder_hidden_states}, trainable_parameters_of(*mid))[0];
+  } else {
+    h = mid_block(h, emb, encoder_hidden_states);
+  }
   record("mid_block", h);
 
   // --- up: sizes not divisible by the total downscale upsample to the matching skip's size
   const int64_t downscale = int64_t{1} << (n - 1);
   const bool explicit_sizes = sample.size(2) % downscale != 0 || sample.size(3) % downscale != 0;
   for (int i = 0; i < n; ++i) {
-    auto* block = up_blocks->ptr<UpBlock2DImpl>(i).get();
+    auto block = up_blocks->ptr<UpBlock2DImpl>(i);
     std::vector<int64_t> upsample_size;
     if (explicit_sizes && i + 1 < n) {
       const at::Tensor& next_skip = skips[skips.size() - block->resnets->size() - 1];
       upsample_size = {next_skip.size(2), next_skip.size(3)};
     }
-    h = block->forward(h, emb, encoder_hidden_states, &skips, upsample_size);
+    if (checkpointing) {
+      // Inputs: h, emb, context, then the skips this block consumes, in stack order.
+      const size_t used = block->resnets->size();
+      std::vector<at::Tensor> inputs = {h, emb, encoder_hidden_states};
+      inputs.insert(inputs.end(), skips.end() - static_cast<std::ptrdiff_t>(used), skips.end());
+      skips.resize(skips.size() - used);
+      h = checkpoint(
+          [block, upsample_size](const std::vector<at::Tensor>& in) {
+            std::vector<at::Tensor> own_skips(in.begin() + 3, in.end());
+            return std::vector<at::Tensor>{block->forward(in[0], in[1], in[2], &own_skips, upsample_size)};
+          },
+          inputs, trainable_parameters_of(*block))[0];
+    } else {
+      h = block->forward(h, emb, encoder_hidden_states, &skips, upsample_size);
+    }
     if (intermediates) record("up_blocks." + std::to_string(i), h);
   }
 

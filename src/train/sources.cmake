@@ -1,2 +1,19 @@
 list(APPEND DREAMBOOTH_SOURCES
+  src/train/batch_builder.cpp
+  src/train/class_images.cpp
+  src/train/dataset.cpp
+  src/train/dreambooth_trainer.cpp
+  src/train/identifier.cpp
+  src/train/image_transforms.cpp
+  src/train/loss_plot.cpp
+  src/train/lr_schedule.cpp
+  src/train/metrics.cpp
+  src/train/mixed_precision.cpp
+  src/train/model_output.cpp
+  src/train/optimizer.cpp
+  src/train/options.cpp
+  src/train/run_checkpoint.cpp
+  src/train/trainable_parameters.cpp
+  src/train/training_step.cpp
+  src/train/validation.cpp
 )

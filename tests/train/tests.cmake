@@ -1,0 +1,8 @@
+dreambooth_add_test(training_step_parity_test LABELS parity SOURCES train/training_step_parity_test.cpp)
+dreambooth_add_test(lr_schedule_test LABELS unit SOURCES train/lr_schedule_test.cpp)
+dreambooth_add_test(options_test LABELS unit SOURCES train/options_test.cpp)
+dreambooth_add_test(image_transforms_test LABELS unit SOURCES train/image_transforms_test.cpp)
+dreambooth_add_test(identifier_test LABELS unit SOURCES train/identifier_test.cpp)
+dreambooth_add_test(trainer_test LABELS unit SOURCES train/trainer_test.cpp)
+dreambooth_add_test(train_cli_test LABELS unit SOURCES train/train_cli_test.cpp)
+dreambooth_add_test(gradient_checkpointing_test LABELS unit SOURCES train/gradient_checkpointing_test.cpp)

@@ -95,6 +95,8 @@ class ClipTextTransformerImpl : public torch::nn::Module {
   ClipTextEmbeddings embeddings{nullptr};
   ClipEncoder encoder{nullptr};
   LayerNorm final_layer_norm{nullptr};
+  // Gradient checkpointing of every encoder layer (set through ClipTextModel).
+  bool gradient_checkpointing = false;
 };
 TORCH_MODULE(ClipTextTransformer);
 
@@ -110,6 +112,11 @@ class ClipTextModelImpl : public torch::nn::Module {
   at::Tensor encode_prompt(const at::Tensor& ids, int clip_skip = 0);
 
   const ClipTextConfig& config() const { return config_; }
+
+  // Gradient checkpointing (models/checkpointing.h): while on and grad mode is enabled, every encoder
+  // layer recomputes its activations in the backward pass.
+  void set_gradient_checkpointing(bool enabled) { text_model->gradient_checkpointing = enabled; }
+  bool gradient_checkpointing() const { return text_model->gradient_checkpointing; }
 
   ClipTextTransformer text_model{nullptr};
 

@@ -48,6 +48,11 @@ class UNet2DConditionModelImpl : public torch::nn::Module {
 
   const UNetConfig& config() const { return config_; }
 
+  // Gradient checkpointing (models/checkpointing.h): while on and grad mode is enabled, every down
+  // block, the mid block and every up block recompute their activations in the backward pass.
+  void set_gradient_checkpointing(bool enabled) { gradient_checkpointing_ = enabled; }
+  bool gradient_checkpointing() const { return gradient_checkpointing_; }
+
   Conv2d conv_in{nullptr};
   TimestepEmbedding time_embedding{nullptr};
   torch::nn::ModuleList down_blocks{nullptr};
@@ -58,6 +63,7 @@ class UNet2DConditionModelImpl : public torch::nn::Module {
 
  private:
   UNetConfig config_;
+  bool gradient_checkpointing_ = false;
 };
 TORCH_MODULE(UNet2DConditionModel);
 

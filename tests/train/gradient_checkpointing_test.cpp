@@ -1,0 +1,109 @@
+// Gradient checkpointing (models/checkpointing.h, wired into the UNet and the CLIP text encoder) changes
+// memory, never results: the golden step's loss and every trained tensor's gradient are the same with it
+// on and off, for the UNet alone and with the text encoder trained.
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include "dreambooth/checkpoint/stable_diffusion.h"
+#include "dreambooth/io/safetensors.h"
+#include "dreambooth/models/checkpointing.h"
+#include "dreambooth/schedulers/noise_schedule.h"
+#include "dreambooth/train/trainable_parameters.h"
+#include "dreambooth/train/training_step.h"
+#include "support/golden.h"
+#include "support/tensor_close.h"
+
+using namespace dreambooth;
+
+namespace {
+
+// Recomputation replays the same float32 kernels on the same inputs: the results agree to rounding.
+constexpr double kCheckpointingAtol = 1e-6;
+
+struct CheckpointedStepResult {
+  at::Tensor loss;
+  std::vector<std::pair<std::string, at::Tensor>> grads;
+};
+
+CheckpointedStepResult golden_step_gradients(bool train_text_encoder, bool gradient_checkpointing) {
+  io::SafetensorsReader g(dreambooth::testing::golden_path("tiny-sd1/golden/dreambooth_step_te.safetensors"));
+  checkpoint::LoadOptions load;
+  load.path = dreambooth::testing::golden_path("tiny-sd1");
+  checkpoint::StableDiffusion model = checkpoint::load_stable_diffusion(load);
+  train::TrainOptions options;
+  options.train_text_encoder = train_text_encoder;
+  const train::TrainableParameters trainable = train::select_trainable_parameters(options, model);
+  train::set_training_mode(model, trainable, true);
+  model.unet->set_gradient_checkpointing(gradient_checkpointing);
+  model.text_encoder->set_gradient_checkpointing(gradient_checkpointing);
+
+  const schedulers::NoiseSchedule schedule = schedulers::make_noise_schedule(
+      schedulers::SchedulerConfig::from_json(model.description.scheduler, "tiny-sd1 scheduler"));
+  train::StepModels models;
+  models.unet = model.unet;
+  models.vae = model.vae;
+  models.text_encoder = model.text_encoder;
+  models.noise_schedule = &schedule;
+  models.scaling_factor = model.description.vae.scaling_factor;
+  train::StepBatch batch;
+  batch.pixel_values = g.load("input.pixel_values", c10::kFloat);
+  batch.input_ids = g.load("input.input_ids", c10::kLong);
+  batch.num_instance = 1;
+  train::StepNoise noise;
+  noise.posterior_eps = g.load("input.posterior_eps", c10::kFloat);
+  noise.noise = g.load("input.noise", c10::kFloat);
+  noise.timesteps = g.load("input.timesteps", c10::kLong);
+
+  const train::StepLosses losses = train::step_loss(models, batch, noise, {});
+  losses.loss.backward();
+  CheckpointedStepResult out;
+  out.loss = losses.loss.detach();
+  for (const auto& p : trainable.parameters) out.grads.emplace_back(p.name, p.tensor.grad().clone());
+  return out;
+}
+
+void expect_same_gradients(bool train_text_encoder) {
+  const CheckpointedStepResult plain = golden_step_gradients(train_text_encoder, false);
+  const CheckpointedStepResult checkpointed = golden_step_gradients(train_text_encoder, true);
+  EXPECT_TENSOR_CLOSE(checkpointed.loss, plain.loss, kCheckpointingAtol, "loss");
+  ASSERT_EQ(plain.grads.size(), checkpointed.grads.size());
+  double worst = 0;
+  int text_encoder_grads = 0;
+  for (size_t i = 0; i < plain.grads.size(); ++i) {
+    ASSERT_EQ(plain.grads[i].first, checkpointed.grads[i].first);
+    const double diff = dreambooth::testing::max_abs_diff(checkpointed.grads[i].second, plain.grads[i].second);
+    EXPECT_LE(diff, kCheckpointingAtol) << plain.grads[i].first;
+    worst = std::max(worst, diff);
+    if (plain.grads[i].first.rfind(train::kTextEncoderPrefix, 0) == 0) ++text_encoder_grads;
+  }
+  EXPECT_EQ(text_encoder_grads > 0, train_text_encoder);
+  std::printf("[checkpointing] %zu gradients, max |checkpointed - plain| = %g\n", plain.grads.size(), worst);
+}
+
+}  // namespace
+
+TEST(GradientCheckpointing, UnetGradientsEqualThoseWithout) {
+  REQUIRE_GOLDEN();
+  expect_same_gradients(false);
+}
+
+TEST(GradientCheckpointing, TextEncoderGradientsEqualThoseWithout) {
+  REQUIRE_GOLDEN();
+  expect_same_gradients(true);
+}
+
+TEST(GradientCheckpointing, ParametersReachedOnlyThroughTheFunctionGetGradients) {
+  // The input needs no gradient, the weight does: the weight's gradient still arrives (the LoRA case).
+  const at::Tensor x = torch::randn({3, 4});
+  const at::Tensor w = torch::randn({4, 2}).requires_grad_(true);
+  const at::Tensor expected_grad = [&] {
+    const at::Tensor w2 = w.detach().clone().requires_grad_(true);
+    torch::matmul(x, w2).tanh().sum().backward();
+    return w2.grad().clone();
+  }();
+  const auto out = models::checkpoint(
+      [w](const std::vector<at::Tensor>& in) { return std::vector<at::Tensor>{torch::matmul(in[0], w).tanh()}; }, {x},
+      {w});
+  out[0].sum().backward();
+  EXPECT_TENSOR_CLOSE(w.grad(), expected_grad, 0.0, "weight grad through checkpoint");
+}
