@@ -7,6 +7,7 @@ packages=(
   libtorch-dev libopenblas0-openmp
   libcli11-dev libstb-dev nlohmann-json3-dev libspdlog-dev libfmt-dev
   libsentencepiece-dev libgtest-dev
+  time jq bc  # used by the scripts/bench_*.sh benchmarks
 )
 
 missing=()
