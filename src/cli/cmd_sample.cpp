@@ -15,6 +15,7 @@
 #include "dreambooth/core/runtime.h"
 #include "dreambooth/core/sha256.h"
 #include "dreambooth/io/image.h"
+#include "dreambooth/lora/apply.h"
 #include "dreambooth/pipelines/generation_parameters.h"
 #include "dreambooth/pipelines/model_loading.h"
 #include "dreambooth/pipelines/text_to_image.h"
@@ -46,6 +47,7 @@ struct SampleOptions {
   std::string device = "auto";
   std::string dtype = "auto";
   std::string tokenizer;
+  std::vector<std::string> loras;
   bool json = false;
   bool overwrite = false;
 };
@@ -109,6 +111,7 @@ int run_sample(const SampleOptions& o, const CommonOptions& common) {
 
   auto started = std::chrono::steady_clock::now();
   pipelines::LoadedModel loaded = pipelines::load_model(request);
+  lora::apply_lora_specs(loaded.sd, o.loras);
   spdlog::info("loaded {} ({} {}, {}) in {:.1f} s", loaded.resolved_path.string(),
                checkpoint::family_name(loaded.sd.description.family),
                checkpoint::layout_name(loaded.sd.description.layout),
@@ -222,6 +225,9 @@ CommandRunner register_sample_command(CLI::App& app, CommonOptions& common) {
   c->add_option("--dtype", o->dtype, "auto | fp32 | fp16 | bf16 (auto: fp16 on CUDA, fp32 on CPU)")
       ->capture_default_str();
   c->add_option("--tokenizer", o->tokenizer, "tokenizer folder (vocab.json + merges.txt) or SentencePiece .model");
+  c->add_option("--lora", o->loras,
+                "LoRA file (kohya or diffusers/PEFT keys) merged into the model, optionally with a scale: "
+                "FILE[:SCALE] (repeatable)");
   c->add_flag("--json", o->json, "one JSON object per image on stdout");
   c->add_flag("--overwrite", o->overwrite, "replace existing images of the same name");
   add_common_options(*c, common);

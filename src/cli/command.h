@@ -26,5 +26,6 @@ using CommandRegistration = CommandRunner (*)(CLI::App& app, CommonOptions& comm
 
 CommandRunner register_version_command(CLI::App& app, CommonOptions& common);
 CommandRunner register_sample_command(CLI::App& app, CommonOptions& common);
+CommandRunner register_merge_lora_command(CLI::App& app, CommonOptions& common);
 
 }  // namespace dreambooth::cli

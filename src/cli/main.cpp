@@ -35,6 +35,7 @@ int main(int argc, char** argv) {
   cli::CommonOptions common;
   const std::vector<cli::CommandRegistration> commands = {
       cli::register_sample_command,
+      cli::register_merge_lora_command,
       cli::register_version_command,
   };
   std::vector<std::pair<CLI::App*, cli::CommandRunner>> runners;

@@ -1,4 +1,5 @@
 set(DREAMBOOTH_CLI_SOURCES
+  src/cli/cmd_merge_lora.cpp
   src/cli/cmd_sample.cpp
   src/cli/common.cpp
 )

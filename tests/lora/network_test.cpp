@@ -1,0 +1,184 @@
+// inject_lora on the golden tiny model: a fresh LoRA changes nothing, merging follows the formula and
+// computes what the run-time adapters compute.
+#include "dreambooth/lora/network.h"
+
+#include <set>
+
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include "dreambooth/core/error.h"
+#include "lora/lora_test_util.h"
+#include "support/golden.h"
+#include "support/tensor_close.h"
+
+using namespace dreambooth::lora;
+using dreambooth::checkpoint::Component;
+using namespace dreambooth::testing;
+
+namespace {
+
+// Bit-identical: adding an exactly-zero update must not change a single bit of the output.
+constexpr double kBitIdentical = 0.0;
+
+LoraConfig config_for(LoraTargets targets, bool text_encoder) {
+  LoraConfig config;
+  config.rank = 4;
+  config.alpha = 8.0;
+  config.targets = targets;
+  config.text_encoder = text_encoder;
+  config.seed = 42;
+  return config;
+}
+
+}  // namespace
+
+TEST(LoraNetwork, ZeroUpLeavesOutputsBitIdentical) {
+  REQUIRE_GOLDEN();
+  auto model = golden_tiny_model();
+  const UNetInputs in = tiny_unet_inputs();
+  const at::Tensor base_unet = run_unet(model, in);
+  const at::Tensor base_text = run_text_encoder(model);
+  for (const auto& info : kLoraTargets) {
+    LoraNetwork network = inject_lora(model, config_for(info.targets, true));
+    ASSERT_TRUE(network->attached());
+    EXPECT_TENSOR_CLOSE(run_unet(model, in), base_unet, kBitIdentical, std::string("unet ") + info.name);
+    EXPECT_TENSOR_CLOSE(run_text_encoder(model), base_text, kBitIdentical, std::string("text encoder ") + info.name);
+    network->detach();
+  }
+}
+
+TEST(LoraNetwork, ParametersAreNamedByKohyaKeys) {
+  REQUIRE_GOLDEN();
+  auto model = golden_tiny_model();
+  LoraNetwork network = inject_lora(model, config_for(LoraTargets::AllLinear, true));
+  // tiny: 2 + 1 + 3 transformers x 12 layers; 3 text layers x 6.
+  size_t unet = 0, text = 0;
+  for (const auto& m : network->modules()) ++(m.site.component == Component::Unet ? unet : text);
+  EXPECT_EQ(unet, 6u * 12u);
+  EXPECT_EQ(text, 3u * 6u);
+  std::set<std::string> expected, actual;
+  for (const auto& m : network->modules()) {
+    expected.insert(m.site.kohya_name + ".lora_down.weight");
+    expected.insert(m.site.kohya_name + ".lora_up.weight");
+  }
+  for (const auto& item : network->named_parameters()) {
+    actual.insert(item.key());
+    EXPECT_TRUE(item.value().requires_grad()) << item.key();
+  }
+  EXPECT_EQ(actual, expected);
+  EXPECT_TRUE(actual.count("lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn1_to_q.lora_down.weight"));
+  EXPECT_TRUE(actual.count("lora_te_text_model_encoder_layers_0_mlp_fc1.lora_up.weight"));
+  // The base model's own parameters are untouched in name and number.
+  EXPECT_EQ(model.unet->named_parameters().size(), golden_tiny_model().unet->named_parameters().size());
+}
+
+TEST(LoraNetwork, GradientsReachOnlyTheAdapters) {
+  REQUIRE_GOLDEN();
+  auto model = golden_tiny_model();
+  for (auto& p : model.unet->parameters()) p.set_requires_grad(false);
+  LoraNetwork network = inject_lora(model, config_for(LoraTargets::Attention, false));
+  randomize_lora_up(network, 1);
+  const UNetInputs in = tiny_unet_inputs();
+  model.unet->forward(in.sample, in.timestep, in.context).pow(2).mean().backward();
+  for (const auto& item : network->named_parameters()) {
+    ASSERT_TRUE(item.value().grad().defined()) << item.key();
+    EXPECT_GT(item.value().grad().abs().sum().item<double>(), 0.0) << item.key();
+  }
+  for (const auto& p : model.unet->parameters()) EXPECT_FALSE(p.grad().defined());
+}
+
+TEST(LoraNetwork, MergedWeightsAreBasePlusScaledProduct) {
+  REQUIRE_GOLDEN();
+  auto model = golden_tiny_model();
+  const auto before = lora_model_weights(model);
+  LoraNetwork network = inject_lora(model, config_for(LoraTargets::AllLinear, true));
+  randomize_lora_up(network, 2);
+  network->set_multiplier(0.7);
+  network->merge_into_base();
+  EXPECT_FALSE(network->attached());
+  std::set<std::string> merged;
+  for (const auto& m : network->modules()) {
+    const std::string key =
+        std::string(m.site.component == Component::Unet ? "unet." : "text_encoder.") + m.site.path + ".weight";
+    merged.insert(key);
+    // W + multiplier * (alpha / rank) * up @ down, in float64 from the factors.
+    const at::Tensor up = m.adapter->up.to(torch::kDouble).flatten(1);
+    const at::Tensor down = m.adapter->down.to(torch::kDouble).flatten(1);
+    const at::Tensor expected =
+        before.at(key).to(torch::kDouble) + 0.7 * (8.0 / 4.0) * torch::mm(up, down).reshape(before.at(key).sizes());
+    EXPECT_TENSOR_CLOSE(m.site.weight().to(torch::kDouble), expected, kLoraFloatRounding, key);
+  }
+  for (const auto& [key, tensor] : lora_model_weights(model))
+    if (!merged.count(key)) EXPECT_TENSOR_CLOSE(tensor, before.at(key), kBitIdentical, key);
+}
+
+TEST(LoraNetwork, MergedModelComputesWhatTheAdaptersCompute) {
+  REQUIRE_GOLDEN();
+  auto model = golden_tiny_model();
+  const UNetInputs in = tiny_unet_inputs();
+  const at::Tensor base = run_unet(model, in);
+  LoraNetwork network = inject_lora(model, config_for(LoraTargets::AllLinear, true));
+  randomize_lora_up(network, 3);
+  network->set_multiplier(0.8);
+  network->eval();
+  const at::Tensor runtime_unet = run_unet(model, in);
+  const at::Tensor runtime_text = run_text_encoder(model);
+  EXPECT_GT(max_abs_diff(runtime_unet, base), 1e-2);  // the LoRA does something
+  network->merge_into_base();
+  EXPECT_TENSOR_CLOSE(run_unet(model, in), runtime_unet, kRuntimeVsMerged, "unet merged vs runtime");
+  EXPECT_TENSOR_CLOSE(run_text_encoder(model), runtime_text, kRuntimeVsMerged, "text encoder merged vs runtime");
+}
+
+TEST(LoraNetwork, DetachRestoresTheBaseAndAttachBringsTheAdaptersBack) {
+  REQUIRE_GOLDEN();
+  auto model = golden_tiny_model();
+  const UNetInputs in = tiny_unet_inputs();
+  const at::Tensor base = run_unet(model, in);
+  LoraNetwork network = inject_lora(model, config_for(LoraTargets::Attention, false));
+  randomize_lora_up(network, 4);
+  const at::Tensor with = run_unet(model, in);
+  network->detach();
+  EXPECT_TENSOR_CLOSE(run_unet(model, in), base, kBitIdentical, "detached");
+  network->attach();
+  EXPECT_TENSOR_CLOSE(run_unet(model, in), with, kBitIdentical, "attached again");
+  network->set_multiplier(0.0);
+  EXPECT_TENSOR_CLOSE(run_unet(model, in), base, kBitIdentical, "multiplier 0");
+}
+
+TEST(LoraNetwork, SameSeedSameAdapters) {
+  auto model = tiny_model(TinyShape::Sd1, 5);
+  LoraNetwork a = inject_lora(model, config_for(LoraTargets::AllLinear, true));
+  a->detach();
+  LoraNetwork b = inject_lora(model, config_for(LoraTargets::AllLinear, true));
+  auto pb = b->named_parameters();
+  for (const auto& item : a->named_parameters()) EXPECT_TENSOR_CLOSE(item.value(), pb[item.key()], 0.0, item.key());
+}
+
+TEST(LoraNetwork, ConfigErrorsAreUsageErrors) {
+  auto model = tiny_model(TinyShape::Sd1, 5);
+  auto expect_usage = [&](LoraConfig config, const char* what) {
+    try {
+      inject_lora(model, config);
+      ADD_FAILURE() << what;
+    } catch (const dreambooth::Error& e) {
+      EXPECT_EQ(e.kind(), dreambooth::ErrorKind::Usage) << what;
+    }
+  };
+  LoraConfig c;
+  c.rank = 0;
+  expect_usage(c, "rank 0");
+  c = LoraConfig{};
+  c.alpha = -1.0;
+  expect_usage(c, "negative alpha");
+  c = LoraConfig{};
+  c.dropout = 1.0;
+  expect_usage(c, "dropout 1");
+  c = LoraConfig{};
+  c.unet = false;
+  expect_usage(c, "no component");
+  model.text_encoder = dreambooth::models::ClipTextModel(nullptr);
+  c = LoraConfig{};
+  c.text_encoder = true;
+  expect_usage(c, "text encoder not loaded");
+}
