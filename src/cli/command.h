@@ -25,6 +25,9 @@ void add_common_options(CLI::App& command, CommonOptions& common);
 using CommandRegistration = CommandRunner (*)(CLI::App& app, CommonOptions& common);
 
 CommandRunner register_version_command(CLI::App& app, CommonOptions& common);
+CommandRunner register_convert_command(CLI::App& app, CommonOptions& common);
+CommandRunner register_info_command(CLI::App& app, CommonOptions& common);
+CommandRunner register_init_command(CLI::App& app, CommonOptions& common);
 CommandRunner register_sample_command(CLI::App& app, CommonOptions& common);
 CommandRunner register_merge_lora_command(CLI::App& app, CommonOptions& common);
 

@@ -34,6 +34,9 @@ int main(int argc, char** argv) {
 
   cli::CommonOptions common;
   const std::vector<cli::CommandRegistration> commands = {
+      cli::register_info_command,
+      cli::register_init_command,
+      cli::register_convert_command,
       cli::register_sample_command,
       cli::register_merge_lora_command,
       cli::register_version_command,

@@ -73,6 +73,7 @@ at::Tensor TextToImage::denoise(const at::Tensor& embeddings, const at::Tensor& 
     at::Tensor input = guidance ? torch::cat({model_input, model_input}, 0) : model_input;
     at::Tensor output = model_.unet->forward(input.to(device, unet_dtype), timestep.to(device), context)
                             .to(torch::kFloat);
+    if (observer_) observer_(input, timestep, output);
     if (!guidance) return output;
     auto halves = output.chunk(2, 0);  // [uncond, cond]
     return halves[0] + scale * (halves[1] - halves[0]);

@@ -1,0 +1,1 @@
+dreambooth_add_test(text_to_image_parity_test LABELS parity SOURCES pipelines/text_to_image_parity_test.cpp)

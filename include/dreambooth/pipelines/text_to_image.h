@@ -35,6 +35,9 @@ struct GenerationSettings {
 
 // Called after every sampler step of a batch.
 using StepCallback = std::function<void(int step, int total)>;
+// Sees every UNet call: its (guidance-batched) input, the timestep and the raw output. For tests and
+// debugging; empty by default.
+using UNetObserver = std::function<void(const at::Tensor& input, const at::Tensor& timestep, const at::Tensor& output)>;
 
 class TextToImage {
  public:
@@ -61,6 +64,8 @@ class TextToImage {
   std::vector<io::Image> generate(const GenerationSettings& settings, const std::vector<uint64_t>& seeds,
                                   const StepCallback& on_step = {}) const;
 
+  void set_unet_observer(UNetObserver observer) { observer_ = std::move(observer); }
+
   // Width/height the model was trained at (UNet sample_size x VAE factor).
   int default_resolution() const;
   // Latent shape for one image of width x height; usage error unless both are positive multiples of 8.
@@ -70,6 +75,7 @@ class TextToImage {
   checkpoint::StableDiffusion model_;  // shares the modules with the caller
   const text::Tokenizer& tokenizer_;
   schedulers::SchedulerConfig scheduler_config_;
+  UNetObserver observer_;
 };
 
 // [B, 3, H, W] in [0, 1] -> 8-bit RGB images, round(255 x) as the reference does.
