@@ -18,8 +18,6 @@ using namespace dreambooth::testing;
 
 namespace {
 
-constexpr double kBitIdentical = 0.0;
-
 LoraNetwork cli_test_network(const dreambooth::checkpoint::StableDiffusion& model, bool random_up) {
   LoraConfig config;
   config.rank = 4;
@@ -56,10 +54,10 @@ TEST(LoraCli, MergeLoraWritesWhatApplyingComputes) {
   TempDir dir;
   auto model = golden_tiny_model();
   LoraNetwork network = cli_test_network(model, true);
-  save_lora(*network, dir / "a.safetensors");
+  save_lora(network, dir / "a.safetensors");
   LoraSaveOptions peft;
   peft.format = LoraFormat::Diffusers;
-  save_lora(*network, dir / "b.safetensors", peft);
+  save_lora(network, dir / "b.safetensors", peft);
 
   const fs::path merged = dir / "merged.safetensors";
   const auto result = run_cli({"merge-lora", "--model", golden_path("tiny-sd1").string(), "--lora",
@@ -76,7 +74,7 @@ TEST(LoraCli, MergeLoraWritesWhatApplyingComputes) {
   apply_lora(expected, load_lora_file(dir / "b.safetensors"), 0.3);
   const auto a = dreambooth::checkpoint::model_tensors(from_file), b = dreambooth::checkpoint::model_tensors(expected);
   for (auto c : dreambooth::checkpoint::kAllComponents)
-    for (const auto& [key, tensor] : b[c]) EXPECT_TENSOR_CLOSE(a[c].at(key), tensor, kBitIdentical, key);
+    for (const auto& [key, tensor] : b[c]) EXPECT_TENSOR_CLOSE(a[c].at(key), tensor, kLoraBitIdentical, key);
 
   // The merged file's UNet computes what the run-time adapters compute (0.5 + 0.3 of the same LoRA).
   network->set_multiplier(0.8);
@@ -96,9 +94,9 @@ TEST(LoraCli, SampleAppliesLoraFiles) {
   REQUIRE_GOLDEN();
   TempDir dir;
   auto model = golden_tiny_model();
-  save_lora(*cli_test_network(model, false), dir / "zero.safetensors");
+  save_lora(cli_test_network(model, false), dir / "zero.safetensors");
   auto other = golden_tiny_model();
-  save_lora(*cli_test_network(other, true), dir / "random.safetensors");
+  save_lora(cli_test_network(other, true), dir / "random.safetensors");
 
   const auto base = run_cli(sample_args(dir / "base"));
   ASSERT_EQ(base.exit_code, 0) << base.err;

@@ -26,8 +26,6 @@ using namespace dreambooth::testing;
 
 namespace {
 
-constexpr double kBitIdentical = 0.0;
-
 LoraConfig all_linear_config(uint64_t seed) {
   LoraConfig config;
   config.rank = 4;
@@ -50,7 +48,7 @@ void check_kohya_round_trip(const std::function<dreambooth::checkpoint::StableDi
   LoraNetwork network = inject_lora(model, all_linear_config(9));
   randomize_lora_up(network, 10);
   const fs::path file = dir / "lora.safetensors";
-  save_lora(*network, file);
+  save_lora(network, file);
 
   // The file as kohya writes it.
   dreambooth::io::SafetensorsReader reader(file);
@@ -94,8 +92,8 @@ void check_kohya_round_trip(const std::function<dreambooth::checkpoint::StableDi
     ASSERT_TRUE(m) << w.name << " mapped to " << site->path << ", which has no adapter";
     EXPECT_EQ(m->site.kohya_name, w.name);
     EXPECT_EQ(*w.component, m->site.component);
-    EXPECT_TENSOR_CLOSE(w.down, m->adapter->down, kBitIdentical, w.name + " down");
-    EXPECT_TENSOR_CLOSE(w.up, m->adapter->up, kBitIdentical, w.name + " up");
+    EXPECT_TENSOR_CLOSE(w.down, m->adapter->down, kLoraBitIdentical, w.name + " down");
+    EXPECT_TENSOR_CLOSE(w.up, m->adapter->up, kLoraBitIdentical, w.name + " up");
     EXPECT_DOUBLE_EQ(w.scale(), 0.5);
   }
 
@@ -107,7 +105,7 @@ void check_kohya_round_trip(const std::function<dreambooth::checkpoint::StableDi
   network->merge_into_base();
   const auto expected = lora_model_weights(model);
   for (const auto& [key, tensor] : lora_model_weights(fresh))
-    EXPECT_TENSOR_CLOSE(tensor, expected.at(key), kBitIdentical, key);
+    EXPECT_TENSOR_CLOSE(tensor, expected.at(key), kLoraBitIdentical, key);
 }
 
 void write_file(const fs::path& path, const std::vector<NamedTensor>& tensors,
@@ -163,7 +161,7 @@ TEST(LoraFile, DiffusersRoundTripFoldsAlphaIntoB) {
   randomize_lora_up(network, 5);
   LoraSaveOptions options;
   options.format = LoraFormat::Diffusers;
-  save_lora(*network, dir / "peft.safetensors", options);
+  save_lora(network, dir / "peft.safetensors", options);
 
   dreambooth::io::SafetensorsReader reader(dir / "peft.safetensors");
   EXPECT_TRUE(reader.contains("unet.down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q.lora_A.weight"));
@@ -248,8 +246,11 @@ TEST(LoraFile, ReadsEveryDiffusersKeyForm) {
     const at::Tensor product = torch::mm(factors[i].second.flatten(1), factors[i].first.flatten(1)).reshape(w0.sizes());
     EXPECT_TENSOR_CLOSE(lora_model_weights(model).at(key), w0 + 0.5 * c.scale * product, kLoraFloatRounding, key);
   }
-  for (const auto& [key, tensor] : lora_model_weights(model))
-    if (!changed.count(key)) EXPECT_TENSOR_CLOSE(tensor, before.at(key), kBitIdentical, key);
+  for (const auto& [key, tensor] : lora_model_weights(model)) {
+    if (!changed.count(key)) {
+      EXPECT_TENSOR_CLOSE(tensor, before.at(key), kLoraBitIdentical, key);
+    }
+  }
 }
 
 TEST(LoraFile, DiffusersAdapterMetadataGivesTheAlpha) {
@@ -294,8 +295,10 @@ TEST(LoraFile, WrongFamilyIsAModelErrorAndChangesNothing) {
   LoraNetwork network = inject_lora(other, all_linear_config(1));
   randomize_lora_up(network, 1);
   LoraSaveOptions options;
-  options.metadata = kohya_metadata(network, LoraTrainingInfo{dreambooth::checkpoint::Family::Sd2});
-  save_lora(*network, dir / "sd2.safetensors", options);
+  LoraTrainingInfo sd2_info;
+  sd2_info.family = dreambooth::checkpoint::Family::Sd2;
+  options.metadata = kohya_metadata(network, sd2_info);
+  save_lora(network, dir / "sd2.safetensors", options);
 
   auto model = tiny_model(TinyShape::Sd1, 2);
   const auto before = lora_model_weights(model);
@@ -306,7 +309,7 @@ TEST(LoraFile, WrongFamilyIsAModelErrorAndChangesNothing) {
   EXPECT_NE(message.find("other shapes"), std::string::npos) << message;
   EXPECT_NE(message.find("attn2_to_k"), std::string::npos) << message;
   EXPECT_NE(message.find("sd_v2"), std::string::npos) << message;
-  for (const auto& [key, tensor] : lora_model_weights(model)) EXPECT_TENSOR_CLOSE(tensor, before.at(key), kBitIdentical, key);
+  for (const auto& [key, tensor] : lora_model_weights(model)) EXPECT_TENSOR_CLOSE(tensor, before.at(key), kLoraBitIdentical, key);
 }
 
 TEST(LoraFile, ALoraOfAnotherArchitectureIsAModelError) {
@@ -378,7 +381,7 @@ TEST(LoraFile, KohyaMetadataIsWrittenAsStrings) {
   LoraSaveOptions options;
   options.metadata = kohya_metadata(network, info);
   options.dtype = c10::kHalf;
-  save_lora(*network, dir / "lora.safetensors", options);
+  save_lora(network, dir / "lora.safetensors", options);
   dreambooth::io::SafetensorsReader reader(dir / "lora.safetensors");
   const auto& m = reader.metadata();
   EXPECT_EQ(m.at("ss_network_module"), "networks.lora");

@@ -14,6 +14,9 @@
 
 namespace dreambooth::testing {
 
+// Bit-identical: adding an exactly-zero update, or the same float32 arithmetic done twice, must not change
+// a single bit.
+inline constexpr double kLoraBitIdentical = 0.0;
 // Merges and formulas computed by two float32 routes (e.g. folded alpha vs scaled product) differ by float32
 // rounding of values of magnitude ~1.
 inline constexpr double kLoraFloatRounding = 1e-6;
