@@ -36,6 +36,20 @@ torch::Tensor Conv2dImpl::forward(const torch::Tensor& x) {
   return adapter ? y + adapter->delta(x) : y;
 }
 
+std::vector<torch::Tensor> attached_adapter_parameters(const torch::nn::Module& module) {
+  std::vector<torch::Tensor> out;
+  auto collect = [&out](const torch::nn::Module& m) {
+    const LayerAdapter* adapter = nullptr;
+    if (const auto* linear = dynamic_cast<const LinearImpl*>(&m)) adapter = linear->adapter.get();
+    if (const auto* conv = dynamic_cast<const Conv2dImpl*>(&m)) adapter = conv->adapter.get();
+    if (!adapter) return;
+    for (const torch::Tensor& p : adapter->adapter_parameters()) out.push_back(p);
+  };
+  collect(module);
+  for (const auto& child : module.modules(/*include_self=*/false)) collect(*child);
+  return out;
+}
+
 GroupNormImpl::GroupNormImpl(int64_t groups, int64_t channels, double e)
     : num_groups(groups), num_channels(channels), eps(e) {
   weight = register_parameter("weight", uninitialised({channels}));

@@ -183,3 +183,31 @@ TEST(LoraNetwork, ConfigErrorsAreUsageErrors) {
   c.text_encoder = true;
   expect_usage(c, "text encoder not loaded");
 }
+
+// What gradient checkpointing must be told a UNet block trains: the adapters attached inside it.
+TEST(LoraNetwork, AttachedAdapterParametersAreFoundPerBlock) {
+  auto model = tiny_model(TinyShape::Sd1, 5);
+  EXPECT_TRUE(dreambooth::models::attached_adapter_parameters(*model.unet).empty());
+  LoraNetwork network = inject_lora(model, config_for(LoraTargets::AllLinear, true));
+  auto data_set = [](const std::vector<at::Tensor>& tensors) {
+    std::set<const void*> out;
+    for (const auto& t : tensors) out.insert(t.data_ptr());
+    return out;
+  };
+  std::vector<at::Tensor> unet_adapters, block_adapters;
+  for (const auto& m : network->modules()) {
+    if (m.site.component != Component::Unet) continue;
+    unet_adapters.push_back(m.adapter->down);
+    unet_adapters.push_back(m.adapter->up);
+    if (m.site.path.rfind("down_blocks.0.", 0) == 0) {
+      block_adapters.push_back(m.adapter->down);
+      block_adapters.push_back(m.adapter->up);
+    }
+  }
+  ASSERT_FALSE(block_adapters.empty());
+  EXPECT_EQ(data_set(dreambooth::models::attached_adapter_parameters(*model.unet)), data_set(unet_adapters));
+  EXPECT_EQ(data_set(dreambooth::models::attached_adapter_parameters(*model.unet->down_blocks[0])),
+            data_set(block_adapters));
+  network->detach();
+  EXPECT_TRUE(dreambooth::models::attached_adapter_parameters(*model.unet).empty());
+}

@@ -59,6 +59,7 @@ class LoraAdapterImpl : public torch::nn::Module, public models::LayerAdapter {
   // multiplier * scale * up(dropout(down(x))), computed in the adapter's dtype, returned in x's dtype.
   // x: the base layer's input -> the base layer's output shape.
   at::Tensor delta(const at::Tensor& x) override;
+  std::vector<at::Tensor> adapter_parameters() const override { return {down, up}; }
 
   // down as `init` says, drawn on the CPU in float32 from `generator`; up zeros.
   void reset_parameters(LoraInit init, at::Generator& generator);

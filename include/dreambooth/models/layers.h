@@ -6,6 +6,7 @@
 #pragma once
 
 #include <memory>
+#include <vector>
 
 #include <torch/nn/module.h>
 #include <torch/nn/pimpl.h>
@@ -34,6 +35,8 @@ class LayerAdapter {
   virtual ~LayerAdapter() = default;
   // x: the layer's input -> a tensor of the layer's output shape.
   virtual torch::Tensor delta(const torch::Tensor& x) = 0;
+  // The tensors delta() reads that may train.
+  virtual std::vector<torch::Tensor> adapter_parameters() const = 0;
 };
 
 class LinearImpl : public torch::nn::Module {
@@ -65,6 +68,11 @@ class Conv2dImpl : public torch::nn::Module {
   std::shared_ptr<LayerAdapter> adapter;  // null: none
 };
 TORCH_MODULE(Conv2d);
+
+// The parameters of the adapters attached to `module` and its descendants' Linear/Conv2d layers: not
+// module.parameters() (adapters are no children), but what a piece of the model also trains, e.g. for
+// gradient checkpointing, which must be told every tensor its recomputation produces gradients for.
+std::vector<torch::Tensor> attached_adapter_parameters(const torch::nn::Module& module);
 
 class GroupNormImpl : public torch::nn::Module {
  public:
