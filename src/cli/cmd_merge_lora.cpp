@@ -1,15 +1,21 @@
-// `dreambooth merge-lora`: bakes one or more LoRA files into a base model and writes a single file.
+// `dreambooth merge-lora --model BASE --lora FILE[:SCALE]... --out MERGED.safetensors`: bakes LoRA files into
+// a base model (W += scale * alpha/rank * up @ down, in float32) and writes one single-file checkpoint, with
+// the base's tokenizer beside it when it has its own. The merged file samples as `sample --lora` does.
 #include <chrono>
 
+#include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 #include <torch/torch.h>
 
 #include "command.h"
 #include "dreambooth/checkpoint/stable_diffusion.h"
+#include "dreambooth/core/atomic_file.h"
 #include "dreambooth/core/error.h"
 #include "dreambooth/core/runtime.h"
 #include "dreambooth/lora/apply.h"
 #include "dreambooth/pipelines/model_loading.h"
+#include "dreambooth/text/tokenizer_search.h"
+#include "tokenizer_files.h"
 
 namespace fs = std::filesystem;
 
@@ -23,6 +29,7 @@ struct MergeLoraOptions {
   std::string save_dtype = "auto";
   std::string device = "cpu";
   std::string prediction_type;
+  bool json = false;
   bool overwrite = false;
 };
 
@@ -33,15 +40,25 @@ c10::ScalarType merge_save_dtype(const std::string& name, c10::ScalarType stored
   return c10::kBFloat16;  // "bf16" (CLI11 checked the set)
 }
 
+// The base's own tokenizer (in its folder or beside it), never one from a global cache.
+std::optional<fs::path> merge_base_tokenizer(const fs::path& resolved, const checkpoint::ModelDescription& d) {
+  text::TokenizerQuery query;
+  query.model_path = resolved;
+  query.model_is_diffusers_folder = d.layout == checkpoint::Layout::Diffusers;
+  try {
+    text::FoundTokenizer found = text::find_tokenizer(query);
+    if (found.source == "model folder" || found.source == "beside the model") return found.path;
+  } catch (const Error&) {
+  }
+  return std::nullopt;
+}
+
 int run_merge_lora(const MergeLoraOptions& o) {
   const fs::path out = o.out;
   if (out.extension() != ".safetensors")
     throw usage_error("--out " + o.out + ": the merged model is a single file", "name it *.safetensors");
   if (!o.overwrite && fs::exists(out)) throw output_error(o.out, "already exists", "use --overwrite or another --out");
-  for (const auto& spec : o.loras) {
-    const fs::path path = lora::parse_lora_spec(spec).path;
-    if (!fs::exists(path)) throw input_error(path.string(), "no such LoRA file");
-  }
+  const std::vector<lora::LoadedLora> loras = lora::load_lora_specs(o.loras);
 
   pipelines::ModelRequest request;
   request.path = o.model;
@@ -53,15 +70,35 @@ int run_merge_lora(const MergeLoraOptions& o) {
 
   const auto started = std::chrono::steady_clock::now();
   pipelines::LoadedModel loaded = pipelines::load_model(request);
-  lora::apply_lora_specs(loaded.sd, o.loras);
+  const std::vector<lora::AppliedLora> applied = lora::apply_loaded_loras(loaded.sd, loras);
 
+  const std::optional<fs::path> tokenizer = merge_base_tokenizer(loaded.resolved_path, loaded.sd.description);
+  std::optional<AtomicPath> tokenizer_dir;
+  if (tokenizer) {
+    tokenizer_dir.emplace(single_file_tokenizer_dir(out));
+    copy_tokenizer_folder(*tokenizer, tokenizer_dir->temp_path());
+  }
   checkpoint::WriteOptions write;
   write.dtype = merge_save_dtype(o.save_dtype, loaded.sd.description.stored_dtype.unet);
   write.overwrite = o.overwrite;
   checkpoint::save_single_file(loaded.sd, out, write);
+  if (tokenizer_dir) tokenizer_dir->commit();
   spdlog::info("merged {} LoRA file(s) into {} in {:.1f} s", o.loras.size(), loaded.resolved_path.string(),
                std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
-  std::printf("%s\n", out.string().c_str());
+
+  if (o.json) {
+    nlohmann::json result = {{"path", out.string()}, {"model", loaded.resolved_path.string()}};
+    result["loras"] = nlohmann::json::array();
+    for (const lora::AppliedLora& a : applied)
+      result["loras"].push_back({{"path", a.spec.path.string()},
+                                 {"scale", a.spec.multiplier},
+                                 {"format", lora::lora_format_name(a.format)},
+                                 {"modules", a.report.applied},
+                                 {"unplaced_keys", a.report.unplaced}});
+    std::printf("%s\n", result.dump().c_str());
+  } else {
+    std::printf("%s\n", out.string().c_str());
+  }
   return 0;
 }
 
@@ -83,6 +120,7 @@ CommandRunner register_merge_lora_command(CLI::App& app, CommonOptions& common) 
   c->add_option("--device", o->device, "where to merge: cpu | cuda | cuda:N | auto")->capture_default_str();
   c->add_option("--prediction-type", o->prediction_type, "override the base's: epsilon | v_prediction")
       ->check(CLI::IsMember({"epsilon", "v_prediction"}));
+  c->add_flag("--json", o->json, "one JSON object on stdout: the output, and per LoRA its modules and unplaced keys");
   c->add_flag("--overwrite", o->overwrite, "replace an existing --out file");
   add_common_options(*c, common);
   return [o] { return run_merge_lora(*o); };

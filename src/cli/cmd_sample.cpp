@@ -109,9 +109,13 @@ int run_sample(const SampleOptions& o, const CommonOptions& common) {
         throw output_error((out_dir / image_name(i, base_seed + i)).string(), "already exists",
                            "use --overwrite, another --out or another --seed");
 
+  // LoRA files are read before the model (a bad one fails fast) and merged into its weights after it.
+  const std::vector<lora::LoadedLora> loras = lora::load_lora_specs(o.loras);
   auto started = std::chrono::steady_clock::now();
   pipelines::LoadedModel loaded = pipelines::load_model(request);
-  lora::apply_lora_specs(loaded.sd, o.loras);
+  nlohmann::json applied_loras = nlohmann::json::array();
+  for (const lora::AppliedLora& a : lora::apply_loaded_loras(loaded.sd, loras))
+    applied_loras.push_back({{"path", a.spec.path.string()}, {"scale", a.spec.multiplier}});
   spdlog::info("loaded {} ({} {}, {}) in {:.1f} s", loaded.resolved_path.string(),
                checkpoint::family_name(loaded.sd.description.family),
                checkpoint::layout_name(loaded.sd.description.layout),
@@ -185,6 +189,7 @@ int run_sample(const SampleOptions& o, const CommonOptions& common) {
           nlohmann::json line = {{"path", path.string()}, {"seed", seeds[b]},     {"index", index},
                                  {"prompt", prompt},      {"width", settings.width}, {"height", settings.height},
                                  {"steps", o.steps},      {"cfg", o.cfg},            {"sampler", used_sampler.name}};
+          if (!applied_loras.empty()) line["loras"] = applied_loras;
           std::printf("%s\n", line.dump().c_str());
         } else {
           std::printf("%s\n", path.string().c_str());

@@ -123,17 +123,34 @@ LoraSpec parse_lora_spec(const std::string& text) {
   return spec;
 }
 
-void apply_lora_specs(const checkpoint::StableDiffusion& model, const std::vector<std::string>& specs) {
-  if (specs.empty()) return;
+std::vector<LoadedLora> load_lora_specs(const std::vector<std::string>& specs) {
+  std::vector<LoadedLora> out;
+  for (const std::string& text : specs) {
+    LoraSpec spec = parse_lora_spec(text);
+    LoraWeights weights = load_lora_file(spec.path);
+    out.push_back({std::move(spec), std::move(weights)});
+  }
+  return out;
+}
+
+std::vector<AppliedLora> apply_loaded_loras(const checkpoint::StableDiffusion& model,
+                                            const std::vector<LoadedLora>& loras) {
+  std::vector<AppliedLora> out;
+  if (loras.empty()) return out;
   const LoraSiteTable table(model);
   const std::string family = checkpoint::family_name(model.description.family);
-  for (const std::string& text : specs) {
-    const LoraSpec spec = parse_lora_spec(text);
-    const LoraWeights weights = load_lora_file(spec.path);
-    const LoraApplyReport report = apply_to_table(table, weights, spec.multiplier, family);
-    spdlog::info("LoRA {}: {} modules merged at scale {} ({} keys)", spec.path.string(), report.applied,
-                 spec.multiplier, lora_format_name(weights.format));
+  for (const LoadedLora& lora : loras) {
+    AppliedLora applied{lora.spec, lora.weights.format, apply_to_table(table, lora.weights, lora.spec.multiplier, family)};
+    spdlog::info("LoRA {}: {} modules merged at scale {} ({} keys)", lora.spec.path.string(), applied.report.applied,
+                 lora.spec.multiplier, lora_format_name(lora.weights.format));
+    out.push_back(std::move(applied));
   }
+  return out;
+}
+
+std::vector<AppliedLora> apply_lora_specs(const checkpoint::StableDiffusion& model,
+                                          const std::vector<std::string>& specs) {
+  return apply_loaded_loras(model, load_lora_specs(specs));
 }
 
 }  // namespace dreambooth::lora

@@ -1,11 +1,10 @@
 // `dreambooth merge-lora` and `dreambooth sample --lora` end to end on the golden tiny model.
-#include <fstream>
-#include <sstream>
-
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 #include <torch/torch.h>
 
 #include "dreambooth/checkpoint/stable_diffusion.h"
+#include "dreambooth/io/image.h"
 #include "dreambooth/lora/apply.h"
 #include "dreambooth/lora/lora_file.h"
 #include "lora/lora_test_util.h"
@@ -30,17 +29,19 @@ LoraNetwork cli_test_network(const dreambooth::checkpoint::StableDiffusion& mode
   return network;
 }
 
-std::string file_bytes(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
+// The decoded pixels of a PNG (its text chunks name the model, which differs between the runs compared).
+at::Tensor png_pixels(const fs::path& path) {
+  const dreambooth::io::Image image = dreambooth::io::load_image(path);
+  std::vector<uint8_t> pixels = image.pixels;
+  return torch::tensor(std::vector<int64_t>(pixels.begin(), pixels.end())).reshape({image.height, image.width, 3});
 }
 
-std::vector<std::string> sample_args(const fs::path& out) {
-  return {"sample", "--model", golden_path("tiny-sd1").string(), "--prompt", "a photo of sks dog", "--seed", "42",
-          "--steps", "2", "--width", "64", "--height", "64", "--scheduler", "ddim", "--out", out.string(), "--quiet"};
+std::vector<std::string> sample_args(const fs::path& out, const fs::path& model = golden_path("tiny-sd1")) {
+  return {"sample", "--model", model.string(), "--prompt", "a photo of sks dog", "--seed", "42", "--steps", "2",
+          "--width", "64", "--height", "64", "--scheduler", "ddim", "--out", out.string(), "--quiet"};
 }
+
+const char* const kLoraPng = "00000-42.png";
 
 std::vector<std::string> with(std::vector<std::string> args, std::initializer_list<std::string> more) {
   args.insert(args.end(), more.begin(), more.end());
@@ -60,11 +61,22 @@ TEST(LoraCli, MergeLoraWritesWhatApplyingComputes) {
   save_lora(network, dir / "b.safetensors", peft);
 
   const fs::path merged = dir / "merged.safetensors";
-  const auto result = run_cli({"merge-lora", "--model", golden_path("tiny-sd1").string(), "--lora",
-                               (dir / "a.safetensors").string() + ":0.5", "--lora",
-                               (dir / "b.safetensors").string() + ":0.3", "--out", merged.string(), "--quiet"});
+  const std::string lora_a = (dir / "a.safetensors").string() + ":0.5";
+  const std::string lora_b = (dir / "b.safetensors").string() + ":0.3";
+  const auto result = run_cli({"merge-lora", "--model", golden_path("tiny-sd1").string(), "--lora", lora_a, "--lora",
+                               lora_b, "--out", merged.string(), "--json", "--quiet"});
   ASSERT_EQ(result.exit_code, 0) << result.err;
-  EXPECT_NE(result.out.find("merged.safetensors"), std::string::npos);
+  const auto report = nlohmann::json::parse(result.out);
+  EXPECT_EQ(report.at("path"), merged.string());
+  ASSERT_EQ(report.at("loras").size(), 2u);
+  EXPECT_EQ(report["loras"][0].at("format"), "kohya");
+  EXPECT_EQ(report["loras"][1].at("format"), "diffusers");
+  EXPECT_EQ(report["loras"][1].at("scale"), 0.3);
+  for (const auto& l : report["loras"]) {
+    EXPECT_EQ(l.at("modules"), network->modules().size());
+    EXPECT_TRUE(l.at("unplaced_keys").empty());
+  }
+  EXPECT_TRUE(fs::exists(dir / "merged.tokenizer" / "vocab.json")) << "the base's tokenizer travels with it";
 
   dreambooth::checkpoint::LoadOptions load;
   load.path = merged;
@@ -80,6 +92,14 @@ TEST(LoraCli, MergeLoraWritesWhatApplyingComputes) {
   network->set_multiplier(0.8);
   const UNetInputs in = tiny_unet_inputs();
   EXPECT_TENSOR_CLOSE(run_unet(from_file, in), run_unet(model, in), kRuntimeVsMerged, "merged file vs runtime");
+
+  // Sampling the merged file = sampling the base with the same LoRAs applied at load time.
+  const auto from_merged = run_cli(sample_args(dir / "m", merged));
+  ASSERT_EQ(from_merged.exit_code, 0) << from_merged.err;
+  const auto applied = run_cli(with(sample_args(dir / "l"), {"--lora", lora_a, "--lora", lora_b}));
+  ASSERT_EQ(applied.exit_code, 0) << applied.err;
+  EXPECT_TENSOR_CLOSE(png_pixels(dir / "m" / kLoraPng), png_pixels(dir / "l" / kLoraPng), kLoraBitIdentical,
+                      "merge-lora then sample vs sample --lora");
 
   // Refuses to overwrite; --out must be a single file.
   const auto again = run_cli({"merge-lora", "--model", golden_path("tiny-sd1").string(), "--lora",
@@ -104,11 +124,9 @@ TEST(LoraCli, SampleAppliesLoraFiles) {
   ASSERT_EQ(zero.exit_code, 0) << zero.err;
   const auto lora = run_cli(with(sample_args(dir / "lora"), {"--lora", (dir / "random.safetensors").string() + ":1.5"}));
   ASSERT_EQ(lora.exit_code, 0) << lora.err;
-  const std::string png = "00000-42.png";
-  const std::string base_png = file_bytes(dir / "base" / png);
-  ASSERT_FALSE(base_png.empty());
-  EXPECT_EQ(file_bytes(dir / "zero" / png), base_png) << "a zero LoRA changes the image";
-  EXPECT_NE(file_bytes(dir / "lora" / png), base_png) << "the LoRA had no effect";
+  const at::Tensor base_pixels = png_pixels(dir / "base" / kLoraPng);
+  EXPECT_TENSOR_CLOSE(png_pixels(dir / "zero" / kLoraPng), base_pixels, kLoraBitIdentical, "a zero LoRA");
+  EXPECT_GT(max_abs_diff(png_pixels(dir / "lora" / kLoraPng), base_pixels), 0.0) << "the LoRA had no effect";
 }
 
 TEST(LoraCli, SampleWarnsAboutUnplacedKeysAndRefusesOtherFamilies) {
@@ -131,5 +149,10 @@ TEST(LoraCli, SampleWarnsAboutUnplacedKeysAndRefusesOtherFamilies) {
   const auto wide = run_cli(with(sample_args(dir / "w"), {"--lora", (dir / "wide.safetensors").string()}));
   EXPECT_EQ(wide.exit_code, 4) << wide.err;
   EXPECT_NE(wide.err.find("wide.safetensors"), std::string::npos) << wide.err;
-  EXPECT_FALSE(fs::exists(dir / "w" / "00000-42.png"));
+  EXPECT_FALSE(fs::exists(dir / "w" / kLoraPng));
+
+  // A missing LoRA file is an input error naming it.
+  const auto missing = run_cli(with(sample_args(dir / "x"), {"--lora", (dir / "nope.safetensors").string() + ":0.5"}));
+  EXPECT_EQ(missing.exit_code, 3) << missing.err;
+  EXPECT_NE(missing.err.find("nope.safetensors"), std::string::npos) << missing.err;
 }

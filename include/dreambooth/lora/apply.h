@@ -36,7 +36,25 @@ struct LoraSpec {
 };
 LoraSpec parse_lora_spec(const std::string& text);  // usage error for an empty path or a non-finite scale
 
-// `--lora FILE[:SCALE]` (repeatable): loads and merges each file in order, logging what was applied.
-void apply_lora_specs(const checkpoint::StableDiffusion& model, const std::vector<std::string>& specs);
+// `--lora FILE[:SCALE]` (repeatable), in two halves so that a bad file fails before minutes of model loading:
+// load_lora_specs parses and reads every file (input/usage errors), apply_loaded_loras merges them in order
+// (model error for a LoRA of another family, warning for keys it cannot place) and logs what was applied.
+struct LoadedLora {
+  LoraSpec spec;
+  LoraWeights weights;
+};
+std::vector<LoadedLora> load_lora_specs(const std::vector<std::string>& specs);
+
+struct AppliedLora {
+  LoraSpec spec;
+  LoraFormat format = LoraFormat::Kohya;  // the file's key convention
+  LoraApplyReport report;
+};
+std::vector<AppliedLora> apply_loaded_loras(const checkpoint::StableDiffusion& model,
+                                            const std::vector<LoadedLora>& loras);
+
+// Both halves at once.
+std::vector<AppliedLora> apply_lora_specs(const checkpoint::StableDiffusion& model,
+                                          const std::vector<std::string>& specs);
 
 }  // namespace dreambooth::lora
