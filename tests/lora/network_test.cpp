@@ -8,6 +8,8 @@
 #include <torch/torch.h>
 
 #include "dreambooth/core/error.h"
+#include "dreambooth/lora/apply.h"
+#include "dreambooth/lora/lora_file.h"
 #include "lora/lora_test_util.h"
 #include "support/golden.h"
 #include "support/tensor_close.h"
@@ -210,4 +212,45 @@ TEST(LoraNetwork, AttachedAdapterParametersAreFoundPerBlock) {
             data_set(block_adapters));
   network->detach();
   EXPECT_TRUE(dreambooth::models::attached_adapter_parameters(*model.unet).empty());
+}
+
+// A few optimizer steps (dropout on, text encoder included), then: the merged model computes what the
+// trained adapters compute at run time, and the saved file applied to a fresh base gives the same model.
+TEST(LoraNetwork, AfterShortTrainingMergedEqualsRuntime) {
+  REQUIRE_GOLDEN();
+  auto model = golden_tiny_model();
+  for (auto& p : model.unet->parameters()) p.set_requires_grad(false);
+  for (auto& p : model.text_encoder->parameters()) p.set_requires_grad(false);
+  LoraConfig config = config_for(LoraTargets::AllLinear, true);
+  config.dropout = 0.1;
+  LoraNetwork network = inject_lora(model, config);
+  torch::optim::AdamW optimizer(network->parameters(), torch::optim::AdamWOptions(1e-2));
+  const UNetInputs in = tiny_unet_inputs();
+  network->train();
+  torch::manual_seed(7);
+  const at::Tensor target = torch::randn_like(in.sample);
+  for (int step = 0; step < 3; ++step) {
+    optimizer.zero_grad();
+    const at::Tensor context = model.text_encoder->forward(tiny_ids().expand({2, -1})).last_hidden_state;
+    const at::Tensor loss = torch::mse_loss(model.unet->forward(in.sample, in.timestep, context), target);
+    loss.backward();
+    optimizer.step();
+  }
+  for (const auto& m : network->modules())
+    ASSERT_GT(m.adapter->up.abs().max().item<double>(), 0.0) << m.site.kohya_name << " did not train";
+
+  network->eval();
+  const at::Tensor runtime_unet = run_unet(model, in);
+  const at::Tensor runtime_text = run_text_encoder(model);
+  TempDir dir;
+  save_lora(network, dir / "trained.safetensors");
+  network->merge_into_base();
+  EXPECT_TENSOR_CLOSE(run_unet(model, in), runtime_unet, kRuntimeVsMerged, "unet merged vs runtime");
+  EXPECT_TENSOR_CLOSE(run_text_encoder(model), runtime_text, kRuntimeVsMerged, "text encoder merged vs runtime");
+
+  auto fresh = golden_tiny_model();
+  apply_lora(fresh, load_lora_file(dir / "trained.safetensors"), 1.0);
+  const auto expected = lora_model_weights(model);
+  for (const auto& [key, tensor] : lora_model_weights(fresh))
+    EXPECT_TENSOR_CLOSE(tensor, expected.at(key), kLoraBitIdentical, "file applied vs merged: " + key);
 }

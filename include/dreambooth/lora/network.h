@@ -1,17 +1,24 @@
-// A set of LoRA adapters injected into a model for training (or run-time application):
+// A set of LoRA adapters injected into a model for training (or run-time application).
 //
-//   lora::LoraConfig config;
-//   config.rank = 8;
-//   config.targets = lora::LoraTargets::AttentionFeedForward;
-//   config.text_encoder = true;
+// How `dreambooth train --lora` uses it (train::select_trainable_parameters, after freezing every base weight):
+//
+//   lora::LoraConfig config;                      // from --lora-rank/--lora-alpha/--lora-dropout/--lora-targets
+//   config.text_encoder = options.train_text_encoder;
+//   config.seed = *options.seed;                  // down's initial values
+//   config.dtype = c10::kFloat;                   // adapters train in float32 whatever the base's dtype
 //   lora::LoraNetwork network = lora::inject_lora(model, config);  // attached: the model now runs with them
-//   optimizer(network->parameters());    // the trainable parameters; the base weights are left as they are
-//   lora::save_lora(*network, "out/lora.safetensors", lora::LoraFormat::Kohya, metadata);
+//   for (auto& p : network->named_parameters()) trainable.parameters.push_back({p.key(), p.value()});
+//   trainable.train_modules = {network.ptr()};    // dropout on while training; the base modules stay in eval
+//   trainable.text_encoder_trains = config.text_encoder;
+//   ...
+//   lora::save_lora(network, OUTPUT / "lora.safetensors", {format, c10::kHalf, lora::kohya_metadata(network, info)});
 //
 // Every adapter is a registered child named by its kohya module name, so `network->named_parameters()`
 // yields exactly kohya's file keys ("lora_unet_..._to_q.lora_down.weight", "....lora_up.weight"), stable
-// across runs. Injection does not touch the base weights or their requires_grad flags (freezing them is
-// the trainer's decision).
+// across runs: run checkpoints and resume can key the tensors and their optimizer state by these names
+// (inject with the same config, then overwrite the tensors from the checkpoint). Injection does not touch
+// the base weights or their requires_grad flags (freezing them is the trainer's decision). Validation
+// images sampled while the network is attached (in eval mode) use the adapters.
 #pragma once
 
 #include <cstdint>
