@@ -15,6 +15,7 @@
 #include "dreambooth/core/progress.h"
 #include "dreambooth/core/runtime.h"
 #include "dreambooth/io/image.h"
+#include "dreambooth/lora/apply.h"
 #include "dreambooth/pipelines/generation_parameters.h"
 #include "dreambooth/pipelines/model_hash.h"
 #include "dreambooth/pipelines/model_loading.h"
@@ -47,6 +48,7 @@ struct SampleOptions {
   std::string device = "auto";
   std::string dtype = "auto";
   std::string tokenizer;
+  std::vector<std::string> loras;
   bool json = false;
   bool overwrite = false;
 };
@@ -108,8 +110,13 @@ int run_sample(const SampleOptions& o, const CommonOptions& common) {
         throw output_error((out_dir / image_name(i, base_seed + i)).string(), "already exists",
                            "use --overwrite, another --out or another --seed");
 
+  // LoRA files are read before the model (a bad one fails fast) and merged into its weights after it.
+  const std::vector<lora::LoadedLora> loras = lora::load_lora_specs(o.loras);
   auto started = std::chrono::steady_clock::now();
   pipelines::LoadedModel loaded = pipelines::load_model(request);
+  nlohmann::json applied_loras = nlohmann::json::array();
+  for (const lora::AppliedLora& a : lora::apply_loaded_loras(loaded.sd, loras))
+    applied_loras.push_back({{"path", a.spec.path.string()}, {"scale", a.spec.multiplier}});
   spdlog::info("loaded {} ({} {}, {}) in {:.1f} s", loaded.resolved_path.string(),
                checkpoint::family_name(loaded.sd.description.family),
                checkpoint::layout_name(loaded.sd.description.layout),
@@ -194,6 +201,7 @@ int run_sample(const SampleOptions& o, const CommonOptions& common) {
                              {"per_step", timings.steps ? timings.denoise / timings.steps : 0.0},
                              {"vae_decode", timings.vae_decode}};
           line["peak_rss_bytes"] = process_memory().peak_resident_bytes;
+          if (!applied_loras.empty()) line["loras"] = applied_loras;
           std::printf("%s\n", line.dump().c_str());
         } else {
           std::printf("%s\n", path.string().c_str());
@@ -234,6 +242,9 @@ CommandRunner register_sample_command(CLI::App& app, CommonOptions& common) {
   c->add_option("--dtype", o->dtype, "auto | fp32 | fp16 | bf16 (auto: fp16 on CUDA, fp32 on CPU)")
       ->capture_default_str();
   c->add_option("--tokenizer", o->tokenizer, "tokenizer folder (vocab.json + merges.txt) or SentencePiece .model");
+  c->add_option("--lora", o->loras,
+                "LoRA file (kohya or diffusers/PEFT keys) merged into the model, optionally with a scale: "
+                "FILE[:SCALE] (repeatable)");
   c->add_flag("--json", o->json, "one JSON object per image on stdout");
   c->add_flag("--overwrite", o->overwrite, "replace existing images of the same name");
   add_common_options(*c, common);

@@ -31,5 +31,6 @@ CommandRunner register_init_command(CLI::App& app, CommonOptions& common);
 CommandRunner register_sample_command(CLI::App& app, CommonOptions& common);
 CommandRunner register_train_command(CLI::App& app, CommonOptions& common);
 CommandRunner register_tokens_command(CLI::App& app, CommonOptions& common);
+CommandRunner register_merge_lora_command(CLI::App& app, CommonOptions& common);
 
 }  // namespace dreambooth::cli

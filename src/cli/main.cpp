@@ -40,6 +40,7 @@ int main(int argc, char** argv) {
       cli::register_sample_command,
       cli::register_train_command,
       cli::register_tokens_command,
+      cli::register_merge_lora_command,
       cli::register_version_command,
   };
   std::vector<std::pair<CLI::App*, cli::CommandRunner>> runners;

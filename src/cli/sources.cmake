@@ -2,6 +2,7 @@ set(DREAMBOOTH_CLI_SOURCES
   src/cli/cmd_convert.cpp
   src/cli/cmd_info.cpp
   src/cli/cmd_init.cpp
+  src/cli/cmd_merge_lora.cpp
   src/cli/cmd_sample.cpp
   src/cli/cmd_tokens.cpp
   src/cli/cmd_train.cpp

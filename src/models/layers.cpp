@@ -20,7 +20,10 @@ LinearImpl::LinearImpl(int64_t in, int64_t out, bool with_bias) : in_features(in
   if (with_bias) bias = register_parameter("bias", uninitialised({out}));
 }
 
-torch::Tensor LinearImpl::forward(const torch::Tensor& x) { return torch::linear(x, weight, bias); }
+torch::Tensor LinearImpl::forward(const torch::Tensor& x) {
+  torch::Tensor y = torch::linear(x, weight, bias);
+  return adapter ? y + adapter->delta(x) : y;
+}
 
 Conv2dImpl::Conv2dImpl(int64_t in, int64_t out, int64_t k, int64_t s, int64_t p, bool with_bias)
     : in_channels(in), out_channels(out), kernel_size(k), stride(s), padding(p) {
@@ -29,7 +32,22 @@ Conv2dImpl::Conv2dImpl(int64_t in, int64_t out, int64_t k, int64_t s, int64_t p,
 }
 
 torch::Tensor Conv2dImpl::forward(const torch::Tensor& x) {
-  return torch::conv2d(x, weight, bias, {stride, stride}, {padding, padding});
+  torch::Tensor y = torch::conv2d(x, weight, bias, {stride, stride}, {padding, padding});
+  return adapter ? y + adapter->delta(x) : y;
+}
+
+std::vector<torch::Tensor> attached_adapter_parameters(const torch::nn::Module& module) {
+  std::vector<torch::Tensor> out;
+  auto collect = [&out](const torch::nn::Module& m) {
+    const LayerAdapter* adapter = nullptr;
+    if (const auto* linear = dynamic_cast<const LinearImpl*>(&m)) adapter = linear->adapter.get();
+    if (const auto* conv = dynamic_cast<const Conv2dImpl*>(&m)) adapter = conv->adapter.get();
+    if (!adapter) return;
+    for (const torch::Tensor& p : adapter->adapter_parameters()) out.push_back(p);
+  };
+  collect(module);
+  for (const auto& child : module.modules(/*include_self=*/false)) collect(*child);
+  return out;
 }
 
 GroupNormImpl::GroupNormImpl(int64_t groups, int64_t channels, double e)

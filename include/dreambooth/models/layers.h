@@ -5,6 +5,9 @@
 // Parameters are registered as "weight"/"bias", so parent modules yield diffusers' key names.
 #pragma once
 
+#include <memory>
+#include <vector>
+
 #include <torch/nn/module.h>
 #include <torch/nn/pimpl.h>
 
@@ -24,6 +27,18 @@ class MetaParameterScope {
   bool previous_;
 };
 
+// A side path added to a Linear's or Conv2d's output: y = layer(x) + adapter->delta(x) (a LoRA adapter,
+// see lora/adapter.h). The adapter is not a registered child, so the layer's parameters and key names
+// stay those of the base model. No adapter (the default) costs one null test per call.
+class LayerAdapter {
+ public:
+  virtual ~LayerAdapter() = default;
+  // x: the layer's input -> a tensor of the layer's output shape.
+  virtual torch::Tensor delta(const torch::Tensor& x) = 0;
+  // The tensors delta() reads that may train.
+  virtual std::vector<torch::Tensor> adapter_parameters() const = 0;
+};
+
 class LinearImpl : public torch::nn::Module {
  public:
   LinearImpl(int64_t in_features, int64_t out_features, bool bias = true);
@@ -33,6 +48,7 @@ class LinearImpl : public torch::nn::Module {
   int64_t out_features;
   torch::Tensor weight;  // [out, in]
   torch::Tensor bias;    // [out] or undefined
+  std::shared_ptr<LayerAdapter> adapter;  // null: none
 };
 TORCH_MODULE(Linear);
 
@@ -49,8 +65,14 @@ class Conv2dImpl : public torch::nn::Module {
   int64_t padding;
   torch::Tensor weight;  // [out, in, k, k]
   torch::Tensor bias;
+  std::shared_ptr<LayerAdapter> adapter;  // null: none
 };
 TORCH_MODULE(Conv2d);
+
+// The parameters of the adapters attached to `module` and its descendants' Linear/Conv2d layers: not
+// module.parameters() (adapters are no children), but what a piece of the model also trains, e.g. for
+// gradient checkpointing, which must be told every tensor its recomputation produces gradients for.
+std::vector<torch::Tensor> attached_adapter_parameters(const torch::nn::Module& module);
 
 class GroupNormImpl : public torch::nn::Module {
  public:

@@ -1,0 +1,6 @@
+dreambooth_add_test(lora_adapter_test LABELS unit SOURCES lora/adapter_test.cpp)
+dreambooth_add_test(lora_sites_test LABELS unit SOURCES lora/sites_test.cpp)
+dreambooth_add_test(lora_network_test LABELS unit SOURCES lora/network_test.cpp)
+dreambooth_add_test(lora_file_test LABELS unit SOURCES lora/lora_file_test.cpp)
+dreambooth_add_test(lora_cli_test LABELS unit SOURCES lora/lora_cli_test.cpp)
+dreambooth_add_test(lora_step_parity_test LABELS parity SOURCES lora/lora_step_parity_test.cpp)
