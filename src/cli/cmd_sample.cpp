@@ -6,6 +6,7 @@
 
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
+#include <torch/csrc/autograd/profiler_legacy.h>
 #include <torch/torch.h>
 
 #include "command.h"
@@ -15,6 +16,7 @@
 #include "dreambooth/core/progress.h"
 #include "dreambooth/core/runtime.h"
 #include "dreambooth/io/image.h"
+#include "dreambooth/models/memory_format.h"
 #include "dreambooth/lora/apply.h"
 #include "dreambooth/pipelines/generation_parameters.h"
 #include "dreambooth/pipelines/model_hash.h"
@@ -70,6 +72,12 @@ fs::path hashed_file(const fs::path& resolved) {
   for (const char* name : {"unet/diffusion_pytorch_model.safetensors", "unet/diffusion_pytorch_model.fp16.safetensors"})
     if (fs::exists(resolved / name)) return resolved / name;
   return {};
+}
+
+// oneDNN's NHWC convolutions decode faster on the CPU; DREAMBOOTH_CHANNELS_LAST=0 keeps NCHW (comparisons).
+bool channels_last_enabled() {
+  const char* env = std::getenv("DREAMBOOTH_CHANNELS_LAST");
+  return !(env && std::string(env) == "0");
 }
 
 std::string image_name(size_t index, uint64_t seed) {
@@ -128,6 +136,9 @@ int run_sample(const SampleOptions& o, const CommonOptions& common) {
     return to_hash.empty() ? std::string() : pipelines::model_hash(to_hash);
   }).share();
 
+  // Measured on 2 cores: NHWC decodes SD1.5's VAE ~1.4x faster; the UNet is not faster (its activations are
+  // small next to its weights), so it stays NCHW.
+  if (device.is_cpu() && channels_last_enabled()) models::use_channels_last(*loaded.sd.vae);
   schedulers::SchedulerConfig scheduler_config =
       schedulers::SchedulerConfig::from_json(loaded.sd.description.scheduler, "scheduler config");
   pipelines::TextToImage pipeline(loaded.sd, *loaded.tokenizer, scheduler_config);
@@ -152,6 +163,10 @@ int run_sample(const SampleOptions& o, const CommonOptions& common) {
   fs::create_directories(out_dir, ec);
   if (ec) throw output_error(out_dir.string(), "cannot create output folder: " + ec.message());
 
+  // Developers: DREAMBOOTH_PROFILE=trace.json records every operator (chrome://tracing format).
+  std::unique_ptr<torch::autograd::profiler::RecordProfile> profile;
+  if (const char* trace = std::getenv("DREAMBOOTH_PROFILE"); trace && *trace)
+    profile = std::make_unique<torch::autograd::profiler::RecordProfile>(std::string(trace));
   c10::InferenceMode inference;
   size_t index = 0;
   for (const std::string& prompt : prompts) {

@@ -6,6 +6,7 @@ list(APPEND DREAMBOOTH_SOURCES
   src/models/clip_text_model.cpp
   src/models/init.cpp
   src/models/layers.cpp
+  src/models/memory_format.cpp
   src/models/parameters.cpp
   src/models/resnet.cpp
   src/models/transformer_2d.cpp

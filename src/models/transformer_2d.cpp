@@ -106,9 +106,10 @@ at::Tensor Transformer2DModelImpl::forward(const at::Tensor& x, const at::Tensor
 
   // --- proj_out, unflatten: [B, H*W, C] -> [B, H, W, C] -> [B, C, H, W]
   if (proj_out_conv_) {
-    hidden = proj_out_conv_(hidden.reshape({b, h, w, c}).permute({0, 3, 1, 2}).contiguous());
+    hidden = proj_out_conv_(hidden.reshape({b, h, w, c}).permute({0, 3, 1, 2}).contiguous(x.suggest_memory_format()));
   } else {
-    hidden = proj_out_linear_(hidden).reshape({b, h, w, c}).permute({0, 3, 1, 2}).contiguous();
+    // [B, H, W, C] permuted is already channels-last: a copy only when the model runs NCHW.
+    hidden = proj_out_linear_(hidden).reshape({b, h, w, c}).permute({0, 3, 1, 2}).contiguous(x.suggest_memory_format());
   }
   return hidden + x;
 }
