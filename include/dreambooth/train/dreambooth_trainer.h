@@ -33,7 +33,9 @@ struct TrainResult {
   std::string token;                // the identifier used (chosen by --token auto, or as given)
   std::string instance_prompt;      // expanded
   int steps = 0;                    // optimizer steps done in total
-  std::filesystem::path model_path; // OUTPUT/model.safetensors (or OUTPUT/diffusers)
+  std::filesystem::path model_path; // OUTPUT/model.safetensors (or OUTPUT/diffusers); empty with --lora
+  std::filesystem::path lora_path;  // --lora: OUTPUT/lora.safetensors
+  std::filesystem::path base_model; // the model file or folder the run started from
 };
 
 // Runs the whole training. Errors are typed (core/error.h): usage (options), input (subject/class
