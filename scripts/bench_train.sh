@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Benchmark of `dreambooth train` (not a test; run it on a quiet machine): a full-size SD1.5-shaped model
 # with random weights (`dreambooth init --preset sd15`), CPU, fp32, 256x256, batch 1 + 1 prior image, a few
-# steps, with and without --gradient-checkpointing. Prints seconds per step (mean over the steps after
-# the first, from OUTPUT/metrics.jsonl) and the peak resident memory of the whole process.
+# steps: full fine-tuning and LoRA (--lora, rank 4, attention projections), each with and without
+# --gradient-checkpointing. Prints seconds per step (mean over the steps after the first, from
+# OUTPUT/metrics.jsonl) and the peak resident memory of the whole process.
 #
 # The class image is given (--class-dir holding one image, --num-class-images 1), so the frozen model's
 # sampling is not part of the measurement; the subject is one synthetic image. Both are noise BMPs.
@@ -67,3 +68,5 @@ echo "== dreambooth train: $preset, CPU fp32, ${res}x${res}, batch 1 + 1 prior i
 printf '%-26s %10s %12s\n' "configuration" "s/step" "peak RSS MiB"
 run_case "full"
 run_case "gradient-checkpointing" --gradient-checkpointing
+run_case "lora-r4" --lora --lora-rank 4
+run_case "lora-r4+grad-checkpointing" --lora --lora-rank 4 --gradient-checkpointing

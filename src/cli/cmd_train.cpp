@@ -11,6 +11,8 @@
 #include "dreambooth/core/config_reader.h"
 #include "dreambooth/core/error.h"
 #include "dreambooth/train/dreambooth_trainer.h"
+#include "dreambooth/lora/lora_file.h"
+#include "dreambooth/lora/sites.h"
 #include "dreambooth/train/options.h"
 
 namespace fs = std::filesystem;
@@ -26,6 +28,8 @@ struct TrainFlags {
   std::string mixed_precision = train::to_string(options.mixed_precision);
   std::string save_dtype = train::to_string(options.save_dtype);
   std::string save_format = train::to_string(options.save_format);
+  std::string lora_targets = lora::lora_targets_name(options.lora_targets);
+  std::string lora_format = lora::lora_format_name(options.lora_format);
   bool no_prior_preservation = false;
   bool json = false;
   // Which JSON key each flag sets: only flags given on the command line override a --config preset.
@@ -72,6 +76,8 @@ train::TrainOptions resolve_options(TrainFlags& f, const CommonOptions& common) 
   given["save_dtype"] = f.save_dtype;
   given["save_format"] = f.save_format;
   given["prior_preservation"] = !f.no_prior_preservation;
+  given["lora_targets"] = f.lora_targets;
+  given["lora_format"] = f.lora_format;
   nlohmann::json overlay = nlohmann::json::object();
   for (const auto& [option, key] : f.keys)
     if (option->count() > 0) overlay[key] = given.at(key);
@@ -84,14 +90,24 @@ int run_train(TrainFlags& flags, const CommonOptions& common) {
   const train::TrainOptions options = resolve_options(flags, common);
   const train::TrainResult result = train::train_dreambooth(options);
   spdlog::info("done: {} steps; prompt with '{}'", result.steps, result.instance_prompt);
+  const bool lora = !result.lora_path.empty();
+  if (lora)
+    spdlog::info("sample with: dreambooth sample --model {} --lora {} --prompt \"{}\"", result.base_model.string(),
+                 result.lora_path.string(), result.instance_prompt);
   if (flags.json) {
-    nlohmann::json line = {{"model", result.model_path.string()},
-                           {"token", result.token},
-                           {"instance_prompt", result.instance_prompt},
-                           {"steps", result.steps}};
+    nlohmann::json line = nlohmann::json::object();
+    if (lora) {
+      line["lora"] = result.lora_path.string();
+      line["base_model"] = result.base_model.string();
+    } else {
+      line["model"] = result.model_path.string();
+    }
+    line["token"] = result.token;
+    line["instance_prompt"] = result.instance_prompt;
+    line["steps"] = result.steps;
     std::printf("%s\n", line.dump().c_str());
   } else {
-    std::printf("%s\n", result.model_path.string().c_str());
+    std::printf("%s\n", (lora ? result.lora_path : result.model_path).string().c_str());
   }
   std::fflush(stdout);
   return 0;
@@ -121,7 +137,7 @@ CommandRunner register_train_command(CLI::App& app, CommonOptions& common) {
        "instance_prompt");
   bind(c->add_option("--class-prompt", o.class_prompt, "prompt of the class images")->capture_default_str(), "class_prompt");
   bind(c->add_option("--steps", o.steps, "optimizer steps")->capture_default_str(), "steps");
-  bind(c->add_option("--lr", o.lr, "learning rate")->capture_default_str(), "lr");
+  bind(c->add_option("--lr", o.lr, "learning rate (default 5e-6; 1e-4 with --lora)"), "lr");
   bind(c->add_option("--lr-scheduler", f->lr_scheduler, "constant | constant_with_warmup | linear | cosine | "
                                                         "cosine_with_restarts | polynomial")
            ->check(CLI::IsMember({"constant", "constant_with_warmup", "linear", "cosine", "cosine_with_restarts",
@@ -179,6 +195,20 @@ CommandRunner register_train_command(CLI::App& app, CommonOptions& common) {
   bind(c->add_option("--offset-noise", o.offset_noise, "offset noise strength (e.g. 0.1)")->capture_default_str(),
        "offset_noise");
   bind(c->add_flag("--use-8bit-adam", o.use_8bit_adam, "8-bit AdamW (not implemented yet: refused)"), "use_8bit_adam");
+  bind(c->add_flag("--lora", o.lora, "train LoRA adapters (base frozen); writes OUTPUT/lora.safetensors"), "lora");
+  bind(c->add_option("--lora-rank", o.lora_rank, "LoRA rank")->capture_default_str(), "lora_rank");
+  bind(c->add_option("--lora-alpha", o.lora_alpha, "LoRA alpha; scale = alpha / rank (default: the rank)"),
+       "lora_alpha");
+  bind(c->add_option("--lora-dropout", o.lora_dropout, "dropout on the LoRA rank activations")->capture_default_str(),
+       "lora_dropout");
+  bind(c->add_option("--lora-targets", f->lora_targets, "attn | attn+ff | all-linear")
+           ->check(CLI::IsMember({"attn", "attn+ff", "all-linear"}))
+           ->capture_default_str(),
+       "lora_targets");
+  bind(c->add_option("--lora-format", f->lora_format, "kohya (A1111, ComfyUI, sd.cpp) | diffusers (PEFT keys)")
+           ->check(CLI::IsMember({"kohya", "diffusers"}))
+           ->capture_default_str(),
+       "lora_format");
   bind(c->add_option("--save-dtype", f->save_dtype, "fp16 | fp32")->check(CLI::IsMember({"fp16", "fp32"}))
            ->capture_default_str(),
        "save_dtype");

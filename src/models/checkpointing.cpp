@@ -3,6 +3,8 @@
 #include <ATen/autocast_mode.h>
 #include <torch/torch.h>
 
+#include "dreambooth/models/layers.h"
+
 namespace dreambooth::models {
 namespace {
 
@@ -121,6 +123,10 @@ std::vector<at::Tensor> checkpoint(const CheckpointedFunction& function, const s
 std::vector<at::Tensor> trainable_parameters_of(const torch::nn::Module& module) {
   std::vector<at::Tensor> out;
   for (const auto& p : module.parameters())
+    if (p.requires_grad()) out.push_back(p);
+  // Adapters hooked into the module's layers (LoRA) are not its children, but the recomputed forward
+  // uses them: without them here they would silently get no gradient.
+  for (const auto& p : attached_adapter_parameters(module))
     if (p.requires_grad()) out.push_back(p);
   return out;
 }

@@ -17,6 +17,7 @@
 #include "dreambooth/core/interrupt.h"
 #include "dreambooth/core/progress.h"
 #include "dreambooth/core/runtime.h"
+#include "dreambooth/pipelines/model_hash.h"
 #include "dreambooth/pipelines/model_loading.h"
 #include "dreambooth/schedulers/noise_schedule.h"
 #include "dreambooth/train/batch_builder.h"
@@ -43,8 +44,8 @@ constexpr const char* kLossPlotFile = "loss.png";
 
 // What an earlier run that trained leaves in OUTPUT. Class images are not among them (they are reused),
 // nor options.json alone (a run that stopped before its first step; it is rewritten).
-const char* const kRunOutputs[] = {"checkpoints", "validation",     kMetricsFile,    kLossPlotFile,
-                                   kModelFile,    kDiffusersFolder, kTokenizerFolder};
+const char* const kRunOutputs[] = {"checkpoints", "validation",     kMetricsFile,     kLossPlotFile,
+                                   kModelFile,    kDiffusersFolder, kTokenizerFolder, kLoraFile};
 
 // A fresh run refuses to mix with an earlier one unless told to resume or to start over.
 void prepare_output_folder(const TrainOptions& options) {
@@ -112,6 +113,26 @@ void reload_component(checkpoint::StableDiffusion& model, checkpoint::Component 
   if (component == checkpoint::Component::TextEncoder) model.text_encoder = reloaded.text_encoder;
 }
 
+// What kohya's ss_* metadata records about this run.
+lora::LoraTrainingInfo lora_training_info(const TrainOptions& options, const pipelines::LoadedModel& loaded,
+                                          int steps, int64_t started_at) {
+  lora::LoraTrainingInfo info;
+  info.family = loaded.sd.description.family;
+  info.v_prediction = loaded.sd.description.prediction_type == checkpoint::PredictionType::VPrediction;
+  info.base_model_name = loaded.resolved_path.filename().string();
+  std::error_code ec;
+  if (fs::is_regular_file(loaded.resolved_path, ec))
+    info.base_model_hash = pipelines::cached_file_sha256(loaded.resolved_path);
+  info.identifier = options.token;
+  info.class_name = options.class_noun;
+  info.steps = steps;
+  info.resolution = options.resolution;
+  info.learning_rate = options.learning_rate();
+  info.output_name = fs::path(options.output).filename().string();
+  info.training_started_at = started_at;
+  return info;
+}
+
 std::string format_loss(const StepMetrics& m) {
   char buffer[96];
   std::snprintf(buffer, sizeof buffer, "loss %.4f lr %.2e", m.loss, m.lr);
@@ -122,11 +143,16 @@ std::string format_loss(const StepMetrics& m) {
 
 TrainResult train_dreambooth(TrainOptions options, const TrainHooks& hooks) {
   // --- 1. options: validated, seed and device resolved, resume checked
+  const int64_t started_at =
+      std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
   validate_options(options);
   const c10::Device device = resolve_device(options.device);
   if (options.mixed_precision != MixedPrecision::No && !device.is_cuda())
     throw usage_error("--mixed-precision " + std::string(to_string(options.mixed_precision)) + " needs a CUDA device",
                       "use --mixed-precision no on the CPU");
+  if (options.lora && options.save_format != SaveFormat::Single)
+    spdlog::warn("--save-format applies to full fine-tuning; --lora writes {} (key names per --lora-format)",
+                 kLoraFile);
   if (options.lr_scheduler == LrSchedulerKind::Constant && options.lr_warmup_steps > 0)
     spdlog::warn("--lr-scheduler constant ignores --lr-warmup-steps (as diffusers does); use constant_with_warmup");
   if (options.class_dir.empty()) options.class_dir = (fs::path(options.output) / "class_images").string();
@@ -359,15 +385,22 @@ TrainResult train_dreambooth(TrainOptions options, const TrainHooks& hooks) {
   }
   progress.finish();
 
-  // --- 10. the trained model (frozen parts reloaded where they were freed), tokenizer, loss curve
+  // --- 10. the trained model (frozen parts reloaded where they were freed) and tokenizer, or the LoRA
+  // adapters alone; the loss curve
   set_training_mode(model, trainable, false);
-  if (!model.vae) reload_component(model, checkpoint::Component::Vae, loaded.resolved_path, device);
-  if (!model.text_encoder) reload_component(model, checkpoint::Component::TextEncoder, loaded.resolved_path, device);
   TrainResult result;
   result.token = options.token;
   result.instance_prompt = instance_prompt;
   result.steps = run.step;
-  result.model_path = save_trained_model(model, options, loaded.tokenizer_source.path);
+  result.base_model = loaded.resolved_path;
+  if (trainable.lora_network) {
+    result.lora_path = save_trained_lora(trainable.lora_network, options,
+                                         lora_training_info(options, loaded, run.step, started_at));
+  } else {
+    if (!model.vae) reload_component(model, checkpoint::Component::Vae, loaded.resolved_path, device);
+    if (!model.text_encoder) reload_component(model, checkpoint::Component::TextEncoder, loaded.resolved_path, device);
+    result.model_path = save_trained_model(model, options, loaded.tokenizer_source.path);
+  }
   save_loss_plot(fs::path(options.output) / kLossPlotFile, metrics.history());
   return result;
 }

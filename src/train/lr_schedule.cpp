@@ -34,7 +34,7 @@ double LrSchedule::multiplier(int step) const {
 LrSchedule make_lr_schedule(const TrainOptions& options) {
   LrSchedule schedule;
   schedule.kind = options.lr_scheduler;
-  schedule.base_lr = options.lr;
+  schedule.base_lr = options.learning_rate();
   schedule.warmup_steps = options.lr_warmup_steps;
   schedule.total_steps = options.steps;
   schedule.num_cycles = options.lr_num_cycles;

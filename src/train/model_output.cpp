@@ -80,4 +80,20 @@ fs::path save_trained_model(const checkpoint::StableDiffusion& model, const Trai
   return main_path;
 }
 
+fs::path save_trained_lora(const lora::LoraNetwork& network, const TrainOptions& options,
+                           const lora::LoraTrainingInfo& info) {
+  if (!module_finite(network.ptr().get()))
+    throw numerical_error("the trained LoRA weights hold NaN/Inf; no LoRA file was written",
+                          "lower --lr, or resume from an earlier checkpoint");
+  lora::LoraSaveOptions save;
+  save.format = options.lora_format;
+  save.dtype = options.save_dtype == SaveDtype::Fp16 ? c10::kHalf : c10::kFloat;
+  save.metadata = lora::kohya_metadata(network, info);
+  const fs::path path = fs::path(options.output) / kLoraFile;
+  lora::save_lora(network, path, save);
+  spdlog::info("saved {} ({} keys, {}, rank {})", path.string(), lora::lora_format_name(options.lora_format),
+               to_string(options.save_dtype), network->config().rank);
+  return path;
+}
+
 }  // namespace dreambooth::train

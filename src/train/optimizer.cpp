@@ -15,7 +15,7 @@ std::string state_key(const at::Tensor& parameter) {
 }  // namespace
 
 std::unique_ptr<torch::optim::AdamW> make_adamw(const TrainableParameters& trainable, const TrainOptions& options) {
-  torch::optim::AdamWOptions adam(options.lr);
+  torch::optim::AdamWOptions adam(options.learning_rate());
   adam.betas({options.adam_beta1, options.adam_beta2});
   adam.eps(options.adam_epsilon);
   adam.weight_decay(options.adam_weight_decay);

@@ -85,7 +85,13 @@ TrainOptions options_from_json(const nlohmann::json& json, const std::string& so
   r.read("class_prompt", o.class_prompt);
 
   r.read("steps", o.steps);
-  r.read("lr", o.lr);
+  if (json.contains("lr") && !json.at("lr").is_null()) {
+    double lr = 0;
+    r.read("lr", lr);
+    o.lr = lr;
+  } else {
+    r.ignore("lr");
+  }
   read_enum(r, json, source, "lr_scheduler", kLrSchedulerNames, o.lr_scheduler);
   r.read("lr_warmup_steps", o.lr_warmup_steps);
   r.read("lr_num_cycles", o.lr_num_cycles);
@@ -133,6 +139,25 @@ TrainOptions options_from_json(const nlohmann::json& json, const std::string& so
   r.read("offset_noise", o.offset_noise);
   r.read("use_8bit_adam", o.use_8bit_adam);
 
+  r.read("lora", o.lora);
+  r.read("lora_rank", o.lora_rank);
+  if (json.contains("lora_alpha") && !json.at("lora_alpha").is_null()) {
+    double alpha = 0;
+    r.read("lora_alpha", alpha);
+    o.lora_alpha = alpha;
+  } else {
+    r.ignore("lora_alpha");
+  }
+  r.read("lora_dropout", o.lora_dropout);
+  std::string lora_targets = lora::lora_targets_name(o.lora_targets);
+  r.read("lora_targets", lora_targets);
+  if (json.contains("lora_targets") && !json.at("lora_targets").is_null())
+    o.lora_targets = lora::parse_lora_targets(lora_targets, source + ": lora_targets");
+  std::string lora_format = lora::lora_format_name(o.lora_format);
+  r.read("lora_format", lora_format);
+  if (json.contains("lora_format") && !json.at("lora_format").is_null())
+    o.lora_format = lora::parse_lora_format(lora_format, source + ": lora_format");
+
   read_enum(r, json, source, "save_dtype", kSaveDtypeNames, o.save_dtype);
   read_enum(r, json, source, "save_format", kSaveFormatNames, o.save_format);
   r.read("checkpoint_every", o.checkpoint_every);
@@ -160,7 +185,7 @@ nlohmann::json options_to_json(const TrainOptions& o) {
   j["instance_prompt"] = o.instance_prompt;
   j["class_prompt"] = o.class_prompt;
   j["steps"] = o.steps;
-  j["lr"] = o.lr;
+  j["lr"] = o.learning_rate();
   j["lr_scheduler"] = to_string(o.lr_scheduler);
   j["lr_warmup_steps"] = o.lr_warmup_steps;
   j["lr_num_cycles"] = o.lr_num_cycles;
@@ -193,6 +218,12 @@ nlohmann::json options_to_json(const TrainOptions& o) {
   j["snr_gamma"] = o.snr_gamma ? nlohmann::json(*o.snr_gamma) : nlohmann::json(nullptr);
   j["offset_noise"] = o.offset_noise;
   j["use_8bit_adam"] = o.use_8bit_adam;
+  j["lora"] = o.lora;
+  j["lora_rank"] = o.lora_rank;
+  j["lora_alpha"] = o.lora_alpha ? nlohmann::json(*o.lora_alpha) : nlohmann::json(nullptr);
+  j["lora_dropout"] = o.lora_dropout;
+  j["lora_targets"] = lora::lora_targets_name(o.lora_targets);
+  j["lora_format"] = lora::lora_format_name(o.lora_format);
   j["save_dtype"] = to_string(o.save_dtype);
   j["save_format"] = to_string(o.save_format);
   j["checkpoint_every"] = o.checkpoint_every;
@@ -223,7 +254,7 @@ void validate_options(const TrainOptions& o) {
   require(o.token.find_first_of(" \t\n") == std::string::npos, "--token '" + o.token + "' contains whitespace",
           "the identifier is one word");
   require(o.steps >= 1, "--steps must be >= 1");
-  require(o.lr > 0, "--lr must be > 0");
+  require(o.learning_rate() > 0, "--lr must be > 0");
   require(o.lr_warmup_steps >= 0, "--lr-warmup-steps must be >= 0");
   require(o.lr_num_cycles >= 1, "--lr-num-cycles must be >= 1");
   require(o.lr_power > 0, "--lr-power must be > 0");
@@ -248,6 +279,20 @@ void validate_options(const TrainOptions& o) {
           "drop the flag: AdamW keeps fp32 state; --gradient-checkpointing and --cache-latents also save memory");
   require(!(o.resume.empty() == false && o.overwrite), "--resume and --overwrite contradict each other",
           "--overwrite starts the run over");
+  if (o.lora) lora_config(o).validate();
+}
+
+lora::LoraConfig lora_config(const TrainOptions& o) {
+  lora::LoraConfig config;
+  config.rank = o.lora_rank;
+  config.alpha = o.lora_alpha;
+  config.dropout = o.lora_dropout;
+  config.targets = o.lora_targets;
+  config.unet = true;
+  config.text_encoder = o.train_text_encoder;
+  config.seed = o.seed ? *o.seed : 0;
+  config.dtype = c10::kFloat;  // adapters train in float32 whatever the base's dtype
+  return config;
 }
 
 std::string expand_prompt(const std::string& pattern, const std::string& token, const std::string& class_noun) {
@@ -272,7 +317,8 @@ const std::vector<std::string>& resume_invariant_keys() {
       "batch_size",      "gradient_accumulation", "resolution", "center_crop",     "flip",
       "seed",            "prior_preservation",    "num_class_images", "train_text_encoder", "mixed_precision",
       "cache_latents",   "lr",             "lr_scheduler",  "lr_warmup_steps",      "lr_num_cycles",
-      "lr_power",        "adam_beta1",     "adam_beta2",    "adam_weight_decay",    "adam_epsilon"};
+      "lr_power",        "adam_beta1",     "adam_beta2",    "adam_weight_decay",    "adam_epsilon",
+      "lora",            "lora_rank",      "lora_alpha",    "lora_targets"};
   return keys;
 }
 

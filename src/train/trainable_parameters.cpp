@@ -49,10 +49,23 @@ TrainableParameters select_trainable_parameters(const TrainOptions& options, con
   freeze(model.text_encoder ? model.text_encoder.ptr().get() : nullptr);
 
   TrainableParameters out;
+  if (options.train_text_encoder && !model.text_encoder)
+    throw Error(ErrorKind::Runtime, "--train-text-encoder needs the text encoder loaded");
+  if (options.lora) {
+    const lora::LoraConfig config = lora_config(options);
+    out.lora_network = lora::inject_lora(model, config);
+    for (auto& item : out.lora_network->named_parameters()) {
+      item.value().requires_grad_(true);
+      out.parameters.push_back({item.key(), item.value()});
+    }
+    out.train_modules = {out.lora_network.ptr()};
+    out.text_encoder_trains = config.text_encoder;
+    out.method = "lora";
+    return out;
+  }
   out.method = "full";
   add_module_parameters(out, model.unet.ptr(), kUnetPrefix);
   if (options.train_text_encoder) {
-    if (!model.text_encoder) throw Error(ErrorKind::Runtime, "--train-text-encoder needs the text encoder loaded");
     add_module_parameters(out, model.text_encoder.ptr(), kTextEncoderPrefix);
     out.text_encoder_trains = true;
   }
@@ -63,8 +76,8 @@ void set_training_mode(const checkpoint::StableDiffusion& model, const Trainable
   if (model.unet) model.unet->eval();
   if (model.vae) model.vae->eval();
   if (model.text_encoder) model.text_encoder->eval();
-  if (training)
-    for (const auto& module : trainable.train_modules) module->train(true);
+  // Adapter modules are no part of the model's modules: they are switched both ways here.
+  for (const auto& module : trainable.train_modules) module->train(training);
 }
 
 }  // namespace dreambooth::train

@@ -1,6 +1,8 @@
 // Gradient checkpointing (models/checkpointing.h, wired into the UNet and the CLIP text encoder) changes
 // memory, never results: the golden step's loss and every trained tensor's gradient are the same with it
-// on and off, for the UNet alone and with the text encoder trained.
+// on and off, for the UNet alone and with the text encoder trained, and for LoRA adapters (which hook into
+// the checkpointed blocks' layers without being their children).
+#include <ATen/CPUGeneratorImpl.h>
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
@@ -25,14 +27,29 @@ struct CheckpointedStepResult {
   std::vector<std::pair<std::string, at::Tensor>> grads;
 };
 
-CheckpointedStepResult golden_step_gradients(bool train_text_encoder, bool gradient_checkpointing) {
+// Gives every adapter a non-zero up (fresh adapters have up = 0, which makes every down gradient zero and
+// the comparison of down gradients empty).
+void randomize_adapter_up_for_checkpointing(const train::TrainableParameters& trainable) {
+  torch::NoGradGuard no_grad;
+  at::Generator generator = at::make_generator<at::CPUGeneratorImpl>(99);
+  for (const auto& p : trainable.parameters)
+    if (p.name.find("lora_up") != std::string::npos)
+      p.tensor.copy_(torch::randn(p.tensor.sizes(), generator, torch::kFloat) * 0.1);
+}
+
+CheckpointedStepResult golden_step_gradients(bool train_text_encoder, bool gradient_checkpointing,
+                                             bool lora = false) {
   io::SafetensorsReader g(dreambooth::testing::golden_path("tiny-sd1/golden/dreambooth_step_te.safetensors"));
   checkpoint::LoadOptions load;
   load.path = dreambooth::testing::golden_path("tiny-sd1");
   checkpoint::StableDiffusion model = checkpoint::load_stable_diffusion(load);
   train::TrainOptions options;
   options.train_text_encoder = train_text_encoder;
+  options.lora = lora;
+  options.lora_targets = lora::LoraTargets::AllLinear;  // proj_in/proj_out (convs) and the feed-forward too
+  options.seed = 5;
   const train::TrainableParameters trainable = train::select_trainable_parameters(options, model);
+  if (lora) randomize_adapter_up_for_checkpointing(trainable);
   train::set_training_mode(model, trainable, true);
   model.unet->set_gradient_checkpointing(gradient_checkpointing);
   model.text_encoder->set_gradient_checkpointing(gradient_checkpointing);
@@ -58,13 +75,17 @@ CheckpointedStepResult golden_step_gradients(bool train_text_encoder, bool gradi
   losses.loss.backward();
   CheckpointedStepResult out;
   out.loss = losses.loss.detach();
-  for (const auto& p : trainable.parameters) out.grads.emplace_back(p.name, p.tensor.grad().clone());
+  for (const auto& p : trainable.parameters) {
+    // Every trained tensor gets a gradient (an adapter the checkpointed block was not told about gets none).
+    EXPECT_TRUE(p.tensor.grad().defined()) << p.name << (gradient_checkpointing ? " (checkpointed)" : "");
+    out.grads.emplace_back(p.name, p.tensor.grad().defined() ? p.tensor.grad().clone() : torch::zeros_like(p.tensor));
+  }
   return out;
 }
 
-void expect_same_gradients(bool train_text_encoder) {
-  const CheckpointedStepResult plain = golden_step_gradients(train_text_encoder, false);
-  const CheckpointedStepResult checkpointed = golden_step_gradients(train_text_encoder, true);
+void expect_same_gradients(bool train_text_encoder, bool lora = false) {
+  const CheckpointedStepResult plain = golden_step_gradients(train_text_encoder, false, lora);
+  const CheckpointedStepResult checkpointed = golden_step_gradients(train_text_encoder, true, lora);
   EXPECT_TENSOR_CLOSE(checkpointed.loss, plain.loss, kCheckpointingAtol, "loss");
   ASSERT_EQ(plain.grads.size(), checkpointed.grads.size());
   double worst = 0;
@@ -74,7 +95,12 @@ void expect_same_gradients(bool train_text_encoder) {
     const double diff = dreambooth::testing::max_abs_diff(checkpointed.grads[i].second, plain.grads[i].second);
     EXPECT_LE(diff, kCheckpointingAtol) << plain.grads[i].first;
     worst = std::max(worst, diff);
-    if (plain.grads[i].first.rfind(train::kTextEncoderPrefix, 0) == 0) ++text_encoder_grads;
+    const std::string& name = plain.grads[i].first;
+    if (name.rfind(lora ? lora::kKohyaTextEncoderPrefix : train::kTextEncoderPrefix, 0) == 0) ++text_encoder_grads;
+    // A trained tensor whose gradient is zero everywhere would make the comparison vacuous.
+    if (lora) {
+      EXPECT_GT(plain.grads[i].second.abs().max().item<double>(), 0.0) << name;
+    }
   }
   EXPECT_EQ(text_encoder_grads > 0, train_text_encoder);
   std::printf("[checkpointing] %zu gradients, max |checkpointed - plain| = %g\n", plain.grads.size(), worst);
@@ -90,6 +116,11 @@ TEST(GradientCheckpointing, UnetGradientsEqualThoseWithout) {
 TEST(GradientCheckpointing, TextEncoderGradientsEqualThoseWithout) {
   REQUIRE_GOLDEN();
   expect_same_gradients(true);
+}
+
+TEST(GradientCheckpointing, LoraAdapterGradientsEqualThoseWithout) {
+  REQUIRE_GOLDEN();
+  expect_same_gradients(true, true);
 }
 
 TEST(GradientCheckpointing, ParametersReachedOnlyThroughTheFunctionGetGradients) {

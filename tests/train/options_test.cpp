@@ -1,4 +1,5 @@
 // Train options: JSON presets (strict reading), round trip, validation, prompt templates.
+#include <algorithm>
 #include <fstream>
 #include <sstream>
 
@@ -39,7 +40,8 @@ ErrorKind kind_of(const std::function<void()>& f) {
 TEST(TrainOptions, DefaultsAreTheReferenceRecipe) {
   const TrainOptions o;
   EXPECT_EQ(o.steps, 800);
-  EXPECT_DOUBLE_EQ(o.lr, 5e-6);
+  EXPECT_DOUBLE_EQ(o.learning_rate(), 5e-6);
+  EXPECT_FALSE(o.lora);
   EXPECT_EQ(o.lr_scheduler, LrSchedulerKind::Constant);
   EXPECT_EQ(o.batch_size, 1);
   EXPECT_DOUBLE_EQ(o.adam_beta1, 0.9);
@@ -78,7 +80,7 @@ TEST(TrainOptions, PresetOverridesOnlyItsKeys) {
   TrainOptions base = minimal_options();
   base.steps = 10;
   const TrainOptions o = options_from_json({{"lr", 2e-6}, {"train_text_encoder", true}}, "preset", base);
-  EXPECT_DOUBLE_EQ(o.lr, 2e-6);
+  EXPECT_DOUBLE_EQ(o.learning_rate(), 2e-6);
   EXPECT_TRUE(o.train_text_encoder);
   EXPECT_EQ(o.steps, 10);
   EXPECT_EQ(o.model, "m");
@@ -118,6 +120,65 @@ TEST(TrainOptions, ValidationNamesTheFlag) {
   o = minimal_options();
   o.token = "two words";
   EXPECT_NE(message(o).find("--token"), std::string::npos);
+}
+
+TEST(TrainOptions, LoraOptions) {
+  // --lora without --lr trains at 1e-4; a preset's or the command line's lr wins.
+  TrainOptions o = minimal_options();
+  o.lora = true;
+  EXPECT_DOUBLE_EQ(o.learning_rate(), kDefaultLoraLr);
+  EXPECT_DOUBLE_EQ(options_from_json({{"lora", true}}, "preset", minimal_options()).learning_rate(), 1e-4);
+  const TrainOptions preset = options_from_json({{"lr", 3e-5}}, "preset", minimal_options());
+  EXPECT_DOUBLE_EQ(options_from_json({{"lora", true}}, "command line", preset).learning_rate(), 3e-5);
+
+  o.lora_rank = 16;
+  o.lora_alpha = 8.0;
+  o.lora_dropout = 0.1;
+  o.lora_targets = dreambooth::lora::LoraTargets::AllLinear;
+  o.lora_format = dreambooth::lora::LoraFormat::Diffusers;
+  const nlohmann::json j = options_to_json(o);
+  EXPECT_EQ(j.at("lr"), 1e-4);
+  EXPECT_EQ(j.at("lora_targets"), "all-linear");
+  EXPECT_EQ(j.at("lora_format"), "diffusers");
+  const TrainOptions back = options_from_json(j, "test");
+  EXPECT_EQ(options_to_json(back), j);
+  EXPECT_EQ(back.lora_alpha, std::optional<double>(8.0));
+  EXPECT_EQ(options_to_json(minimal_options()).at("lora_alpha"), nullptr);
+  EXPECT_EQ(kind_of([] { options_from_json({{"lora_targets", "everything"}}, "p.json"); }), ErrorKind::Usage);
+  EXPECT_EQ(kind_of([] { options_from_json({{"lora_format", "lycoris"}}, "p.json"); }), ErrorKind::Usage);
+
+  const dreambooth::lora::LoraConfig config = lora_config(back);
+  EXPECT_EQ(config.rank, 16);
+  EXPECT_DOUBLE_EQ(config.alpha_value(), 8.0);
+  EXPECT_EQ(config.targets, dreambooth::lora::LoraTargets::AllLinear);
+  EXPECT_FALSE(config.text_encoder);
+  EXPECT_EQ(config.dtype, std::optional<c10::ScalarType>(c10::kFloat));
+
+  auto flag_in_error = [](TrainOptions bad) {
+    try {
+      validate_options(bad);
+    } catch (const Error& e) {
+      EXPECT_EQ(e.kind(), ErrorKind::Usage);
+      return std::string(e.what());
+    }
+    return std::string();
+  };
+  EXPECT_NO_THROW(validate_options(o));
+  TrainOptions bad = o;
+  bad.lora_rank = 0;
+  EXPECT_NE(flag_in_error(bad).find("--lora-rank"), std::string::npos);
+  bad = o;
+  bad.lora_alpha = -1.0;
+  EXPECT_NE(flag_in_error(bad).find("--lora-alpha"), std::string::npos);
+  bad = o;
+  bad.lora_dropout = 1.0;
+  EXPECT_NE(flag_in_error(bad).find("--lora-dropout"), std::string::npos);
+  bad.lora = false;  // LoRA settings are not checked without --lora
+  EXPECT_NO_THROW(validate_options(bad));
+
+  const auto& invariant = resume_invariant_keys();
+  for (const char* key : {"lora", "lora_rank", "lora_alpha", "lora_targets"})
+    EXPECT_NE(std::find(invariant.begin(), invariant.end(), key), invariant.end()) << key;
 }
 
 TEST(TrainOptions, PromptTemplates) {

@@ -6,3 +6,4 @@ dreambooth_add_test(identifier_test LABELS unit SOURCES train/identifier_test.cp
 dreambooth_add_test(trainer_test LABELS unit SOURCES train/trainer_test.cpp)
 dreambooth_add_test(train_cli_test LABELS unit SOURCES train/train_cli_test.cpp)
 dreambooth_add_test(gradient_checkpointing_test LABELS unit SOURCES train/gradient_checkpointing_test.cpp)
+dreambooth_add_test(lora_training_test LABELS unit SOURCES train/lora_training_test.cpp)

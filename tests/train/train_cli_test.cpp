@@ -111,6 +111,68 @@ TEST(TrainCli, TrainedModelSamplesAndPresetsApply) {
   EXPECT_TRUE(fs::exists(dir / "samples" / "00000-3.png"));
 }
 
+TEST(TrainCli, LoraRunSamplesOnTheBaseAndMerges) {
+  REQUIRE_GOLDEN();
+  TempDir dir;
+  write_photos(dir / "subject");
+  const std::string base = dreambooth::testing::golden_path("tiny-sd1/tiny-sd1.safetensors").string();
+  auto args = train_args(dir, "out", "2");
+  args[2] = base;  // --model: the single file (its SHA-256 goes into the metadata)
+  args.insert(args.end(), {"--lora", "--lora-rank", "2", "--lora-alpha", "1", "--lora-targets", "attn+ff",
+                           "--save-dtype", "fp32"});
+  auto as_json = args;
+  as_json.push_back("--json");
+  const std::string hash_cache = "DREAMBOOTH_CACHE=" + (dir / "cache").string();  // not the user's cache
+  const auto trained = run_cli(as_json, hash_cache);
+  ASSERT_EQ(trained.exit_code, 0) << trained.err;
+  const nlohmann::json result = nlohmann::json::parse(trained.out);
+  const fs::path lora = dir / "out" / "lora.safetensors";
+  EXPECT_EQ(result.at("lora"), lora.string());
+  EXPECT_TRUE(fs::equivalent(result.at("base_model").get<std::string>(), base)) << result.dump();
+  EXPECT_FALSE(result.contains("model"));
+  EXPECT_EQ(result.at("steps"), 2);
+  EXPECT_FALSE(fs::exists(dir / "out" / "model.safetensors"));
+  dreambooth::io::SafetensorsReader file(lora);
+  EXPECT_EQ(file.metadata().at("ss_network_dim"), "2");
+  EXPECT_EQ(file.metadata().at("ss_network_alpha"), "1.0");
+  EXPECT_EQ(file.metadata().at("ss_new_sd_model_hash").size(), 64u);
+  EXPECT_EQ(file.metadata().at("ss_sd_model_name"), "tiny-sd1.safetensors");
+  EXPECT_TRUE(file.contains("lora_unet_mid_block_attentions_0_transformer_blocks_0_ff_net_2.alpha"));
+
+  // Without --json, stdout names the LoRA file; --overwrite starts over in the same folder.
+  args.push_back("--overwrite");
+  const auto plain = run_cli(args, hash_cache);
+  ASSERT_EQ(plain.exit_code, 0) << plain.err;
+  EXPECT_EQ(plain.out, lora.string() + "\n");
+
+  const auto sampled = run_cli({"sample", "--model", base, "--lora", lora.string() + ":0.8", "--prompt",
+                                "a photo of sks dog", "--steps", "2", "-W", "64", "-H", "64", "--seed", "3", "--out",
+                                (dir / "samples").string(), "--quiet"});
+  ASSERT_EQ(sampled.exit_code, 0) << sampled.err;
+  EXPECT_TRUE(fs::exists(dir / "samples" / "00000-3.png"));
+  EXPECT_EQ(sampled.err.find("match no layer"), std::string::npos) << sampled.err;  // every key placed
+
+  const fs::path merged = dir / "merged.safetensors";
+  const auto merge = run_cli({"merge-lora", "--model", base, "--lora", lora.string(), "--out", merged.string(),
+                              "--json", "--quiet"});
+  ASSERT_EQ(merge.exit_code, 0) << merge.err;
+  const nlohmann::json report = nlohmann::json::parse(merge.out);
+  ASSERT_EQ(report.at("loras").size(), 1u);
+  const auto info = run_cli({"info", merged.string(), "--load", "--json"});
+  ASSERT_EQ(info.exit_code, 0) << info.err;
+  EXPECT_NE(info.out.find("sd1"), std::string::npos) << info.out;
+
+  // LoRA flags are checked like the others.
+  auto bad_rank = train_args(dir, "bad", "1");
+  bad_rank.insert(bad_rank.end(), {"--lora", "--lora-rank", "0"});
+  const auto rank = run_cli(bad_rank);
+  EXPECT_EQ(rank.exit_code, 2);
+  EXPECT_NE(rank.err.find("--lora-rank"), std::string::npos) << rank.err;
+  auto bad_targets = train_args(dir, "bad", "1");
+  bad_targets.insert(bad_targets.end(), {"--lora", "--lora-targets", "everything"});
+  EXPECT_EQ(run_cli(bad_targets).exit_code, 2);
+}
+
 TEST(TrainCli, TokensSuggestsRareWords) {
   REQUIRE_GOLDEN();
   const auto result = run_cli({"tokens", "--model", dreambooth::testing::golden_path("tiny-sd1").string(), "--suggest",

@@ -25,7 +25,8 @@ using CheckpointedFunction = std::function<std::vector<at::Tensor>(const std::ve
 std::vector<at::Tensor> checkpoint(const CheckpointedFunction& function, const std::vector<at::Tensor>& inputs,
                                    const std::vector<at::Tensor>& parameters);
 
-// The parameters of `module` that require a gradient (what `checkpoint` needs to know).
+// The parameters of `module` that require a gradient, and those of the adapters attached to its layers
+// (what `checkpoint` needs to know).
 std::vector<at::Tensor> trainable_parameters_of(const torch::nn::Module& module);
 
 }  // namespace dreambooth::models

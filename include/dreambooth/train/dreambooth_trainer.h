@@ -6,12 +6,12 @@
 //   class_images.h         prior-preservation images from the frozen model
 //   dataset.h              image folders, transforms, data order; batch_builder.h assembles batches
 //   training_step.h        the step (latents, noise, UNet, loss)
-//   trainable_parameters.h which parameters train (the one decision LoRA will also go through)
+//   trainable_parameters.h which parameters train (the whole UNet/text encoder, or --lora adapters)
 //   optimizer.h            AdamW, clipping, named optimizer state; lr_schedule.h the LR schedules
 //   mixed_precision.h      autocast and loss scaling
 //   run_checkpoint.h       checkpoints and resume
 //   metrics.h              metrics.jsonl and loss.png; validation.h validation images
-//   model_output.h         the saved model and tokenizer
+//   model_output.h         the saved model and tokenizer, or OUTPUT/lora.safetensors
 #pragma once
 
 #include <filesystem>
@@ -33,7 +33,9 @@ struct TrainResult {
   std::string token;                // the identifier used (chosen by --token auto, or as given)
   std::string instance_prompt;      // expanded
   int steps = 0;                    // optimizer steps done in total
-  std::filesystem::path model_path; // OUTPUT/model.safetensors (or OUTPUT/diffusers)
+  std::filesystem::path model_path; // OUTPUT/model.safetensors (or OUTPUT/diffusers); empty with --lora
+  std::filesystem::path lora_path;  // --lora: OUTPUT/lora.safetensors
+  std::filesystem::path base_model; // the model file or folder the run started from
 };
 
 // Runs the whole training. Errors are typed (core/error.h): usage (options), input (subject/class

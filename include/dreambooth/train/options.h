@@ -14,6 +14,10 @@
 
 #include <nlohmann/json.hpp>
 
+#include "dreambooth/lora/lora_file.h"
+#include "dreambooth/lora/network.h"
+#include "dreambooth/lora/sites.h"
+
 namespace dreambooth::train {
 
 // diffusers.optimization.get_scheduler names. `constant` ignores warmup there (and here);
@@ -36,6 +40,10 @@ SaveDtype parse_save_dtype(const std::string& name, const std::string& source = 
 // The token written when the user asks for one to be chosen.
 inline constexpr const char* kAutoToken = "auto";
 
+// Learning rates when --lr is given neither on the command line nor in a preset.
+inline constexpr double kDefaultLr = 5e-6;      // full fine-tuning (diffusers' DreamBooth example)
+inline constexpr double kDefaultLoraLr = 1e-4;  // --lora (diffusers' LoRA DreamBooth example)
+
 struct TrainOptions {
   // --- what to train on
   std::string model;            // --model: a .safetensors file, a diffusers folder or a `train` output folder
@@ -49,7 +57,7 @@ struct TrainOptions {
 
   // --- the recipe
   int steps = 800;  // optimizer steps
-  double lr = 5e-6;
+  std::optional<double> lr;  // unset: kDefaultLr, or kDefaultLoraLr with --lora (see learning_rate())
   LrSchedulerKind lr_scheduler = LrSchedulerKind::Constant;
   int lr_warmup_steps = 0;
   int lr_num_cycles = 1;    // cosine_with_restarts
@@ -87,6 +95,14 @@ struct TrainOptions {
   double offset_noise = 0.0;        // e.g. 0.1
   bool use_8bit_adam = false;       // not implemented: validate() refuses it
 
+  // --- LoRA (--lora): low-rank adapters train, the base weights stay frozen; OUTPUT/lora.safetensors
+  bool lora = false;
+  int lora_rank = 4;
+  std::optional<double> lora_alpha;  // unset: the rank (scale 1)
+  double lora_dropout = 0.0;
+  lora::LoraTargets lora_targets = lora::LoraTargets::Attention;
+  lora::LoraFormat lora_format = lora::LoraFormat::Kohya;
+
   // --- output
   SaveDtype save_dtype = SaveDtype::Fp16;
   SaveFormat save_format = SaveFormat::Single;
@@ -101,7 +117,13 @@ struct TrainOptions {
   int validation_images = 2;
   int validation_steps = 25;  // sampler steps of validation images
   bool quiet = false;         // no progress bar (not saved in options.json)
+
+  double learning_rate() const { return lr ? *lr : (lora ? kDefaultLoraLr : kDefaultLr); }
 };
+
+// The adapters --lora trains (rank, alpha, dropout, targets; text encoder with --train-text-encoder; the
+// initial values drawn from the seed, which must be resolved).
+lora::LoraConfig lora_config(const TrainOptions& options);
 
 // Reads the keys present in `json` over `base` (a preset over the defaults, or flags over a preset).
 TrainOptions options_from_json(const nlohmann::json& json, const std::string& source, TrainOptions base = {});
