@@ -33,3 +33,10 @@ echo "== dreambooth sample from the trained model"
 $db sample --model "$out/run" --prompt "a photo of sks dog on the beach" --count 2 --steps 10 --seed 1234 \
   --out "$out/samples" --json --quiet
 $db info "$out/run" --json
+
+echo "== dreambooth train --lora: the same run as a rank-4 LoRA (a few KB), sampled on top of the base"
+$db train --model "$out/tiny.safetensors" --subject "$out/photos" --token sks --class dog \
+  --output "$out/lora-run" --class-dir "$out/run/class_images" --num-class-images 4 --steps 6 --resolution 64 \
+  --lora --lora-rank 4 --seed 0 --quiet
+$db sample --model "$out/tiny.safetensors" --lora "$out/lora-run/lora.safetensors:1.0" \
+  --prompt "a photo of sks dog on the beach" --count 2 --steps 10 --seed 1234 --out "$out/lora-samples" --json --quiet

@@ -49,6 +49,9 @@ fs::path resolve_config(const std::string& spec) {
     folders.push_back(bin.parent_path() / "configs");
     folders.push_back(bin.parent_path() / "share" / "dreambooth" / "configs");
   }
+#ifdef DREAMBOOTH_SOURCE_CONFIG_DIR
+  folders.emplace_back(DREAMBOOTH_SOURCE_CONFIG_DIR);
+#endif
   for (const fs::path& folder : folders)
     for (const std::string& name : {spec, spec + ".json"})
       if (fs::exists(folder / name)) return folder / name;

@@ -175,26 +175,21 @@ TEST(SentencePiece, Errors) {
 }
 
 TEST(SentencePiece, MissingPluginIsAOneLineError) {
-  // The plugin is loaded once per process; this binary's other tests may already have loaded it, so
-  // the failure path is checked in a child process with the override pointing nowhere.
-  const fs::path self = fs::read_symlink("/proc/self/exe");
-  const std::string command = "DREAMBOOTH_SPM_PLUGIN=/nonexistent/libdreambooth_spm.so '" + self.string() +
-                              "' --gtest_filter=SentencePiece.ChildLoadsPlugin > /dev/null 2>&1";
-  EXPECT_EQ(std::system(command.c_str()), 0);
-}
-
-// Does its work only as the child of MissingPluginIsAOneLineError (DREAMBOOTH_SPM_PLUGIN pointing nowhere).
-TEST(SentencePiece, ChildLoadsPlugin) {
-  const char* override_path = std::getenv("DREAMBOOTH_SPM_PLUGIN");
-  if (override_path == nullptr || std::string(override_path) != "/nonexistent/libdreambooth_spm.so")
-    GTEST_SKIP() << "runs as the child of MissingPluginIsAOneLineError";
-  try {
-    text::sentencepiece_plugin_path();
-    FAIL() << "plugin loaded from a path that does not exist";
-  } catch (const Error& e) {
-    const std::string message = e.what();
-    EXPECT_EQ(message.find('\n'), std::string::npos);
-    EXPECT_NE(message.find("/nonexistent/libdreambooth_spm.so"), std::string::npos) << message;
-    EXPECT_NE(message.find("not found"), std::string::npos) << message;
-  }
+  // The plugin is loaded once per process and this binary's other tests may already have loaded it, so
+  // the failure path runs in a freshly started copy of this binary (a "threadsafe" death test).
+  ::testing::FLAGS_gtest_death_test_style = "threadsafe";
+  EXPECT_EXIT(
+      {
+        ::setenv("DREAMBOOTH_SPM_PLUGIN", "/nonexistent/libdreambooth_spm.so", 1);
+        try {
+          text::sentencepiece_plugin_path();
+          std::fprintf(stderr, "plugin loaded from a path that does not exist\n");
+          std::exit(2);
+        } catch (const Error& e) {
+          const std::string message = e.what();
+          std::fprintf(stderr, "%s\n", message.c_str());
+          std::exit(message.find('\n') == std::string::npos ? 0 : 3);
+        }
+      },
+      ::testing::ExitedWithCode(0), "/nonexistent/libdreambooth_spm.so.*not found");
 }
