@@ -28,6 +28,7 @@ loads=()
 rss=0
 weights=0
 for _ in $(seq "$runs"); do
+  drop_caches  # like the read above: from the disk, not from the page cache
   json=$("$DB" info "$model" --load --json --quiet)
   loads+=("$(echo "$json" | grep -o '"seconds":[0-9.e+-]*' | cut -d: -f2)")
   rss=$(echo "$json" | grep -o '"peak_rss_bytes":[0-9]*' | cut -d: -f2)
@@ -40,7 +41,7 @@ median=$(echo "$sorted" | sed -n "$(( (runs + 1) / 2 ))p")
 printf 'model            %s (%.2f GiB fp16, SD1.5 shapes, random weights)\n' "$model" "$(calc "$file_bytes / 2^30")"
 printf 'threads          %s\n' "$(nproc)"
 printf 'sequential read  %.2f s cold (page cache dropped), %.2f s hot\n' "$cold_read" "$hot_read"
-printf 'load into fp32   best %.2f s, median %.2f s of %d (runs: %s)\n' "$best" "$median" "$runs" "${loads[*]}"
+printf 'load into fp32   best %.2f s, median %.2f s of %d, page cache dropped each time (runs: %s)\n' "$best" "$median" "$runs" "${loads[*]}"
 printf 'load / cold read %.2fx (target <= 1.5x)\n' "$(calc "$best / $cold_read")"
 printf 'peak RSS         %.2f GiB = %.3fx the fp32 weights (%.2f GiB; target <= 1.2x)\n' \
   "$(calc "$rss / 2^30")" "$(calc "$rss / $weights")" "$(calc "$weights / 2^30")"
