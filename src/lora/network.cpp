@@ -4,25 +4,11 @@
 #include <torch/torch.h>
 
 #include "dreambooth/core/error.h"
+#include "dreambooth/models/init.h"
 
 namespace dreambooth::lora {
 
 using checkpoint::Component;
-
-namespace {
-
-// FNV-1a of the module name mixed into the seed (splitmix64): each adapter's draw depends only on the
-// seed and its own name, not on which other modules were selected.
-uint64_t lora_module_seed(uint64_t seed, const std::string& name) {
-  uint64_t h = 14695981039346656037ull;
-  for (unsigned char c : name) h = (h ^ c) * 1099511628211ull;
-  uint64_t z = seed + 0x9e3779b97f4a7c15ull * (h | 1);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-  return z ^ (z >> 31);
-}
-
-}  // namespace
 
 void LoraConfig::validate() const {
   if (rank < 1) throw usage_error("--lora-rank must be >= 1 (got " + std::to_string(rank) + ")");
@@ -93,7 +79,7 @@ LoraNetwork inject_lora(const models::UNet2DConditionModel& unet, const models::
     const at::Tensor& weight = site.weight();
     const auto tensor_options = weight.options().dtype(config.dtype.value_or(weight.scalar_type())).requires_grad(false);
     LoraAdapter adapter(site.shape, options, tensor_options);
-    at::Generator generator = at::make_generator<at::CPUGeneratorImpl>(lora_module_seed(config.seed, site.kohya_name));
+    at::Generator generator = at::make_generator<at::CPUGeneratorImpl>(models::named_seed(config.seed, site.kohya_name));
     adapter->reset_parameters(config.init, generator);
     modules.push_back(LoraModule{site, adapter});
   }

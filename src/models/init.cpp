@@ -12,15 +12,6 @@ namespace dreambooth::models {
 
 namespace {
 
-// FNV-1a of the layer name mixed into the seed with splitmix64: stable across runs and platforms.
-uint64_t layer_seed(uint64_t seed, const std::string& name) {
-  uint64_t h = 14695981039346656037ull;
-  for (unsigned char c : name) h = (h ^ c) * 1099511628211ull;
-  uint64_t z = seed + 0x9e3779b97f4a7c15ull * (h | 1);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-  return z ^ (z >> 31);
-}
 
 // Draws on the CPU in float32, then copies into the parameter (any device or dtype).
 void fill_uniform(torch::Tensor& p, double bound, at::Generator& gen) {
@@ -43,7 +34,7 @@ void init_random_weights(torch::nn::Module& module, uint64_t seed) {
   torch::NoGradGuard no_grad;
   for (const auto& item : module.named_modules("", /*include_self=*/true)) {
     torch::nn::Module* m = item.value().get();
-    at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(layer_seed(seed, item.key()));
+    at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(named_seed(seed, item.key()));
     if (auto* linear = dynamic_cast<LinearImpl*>(m)) {
       if (linear->weight.is_meta()) continue;
       init_affine_linear(linear->weight, linear->bias, linear->in_features, gen);
@@ -63,6 +54,15 @@ void init_random_weights(torch::nn::Module& module, uint64_t seed) {
       fill_normal(embedding->weight, 0.02, gen);
     }
   }
+}
+
+uint64_t named_seed(uint64_t seed, const std::string& name) {
+  uint64_t h = 14695981039346656037ull;
+  for (unsigned char c : name) h = (h ^ c) * 1099511628211ull;
+  uint64_t z = seed + 0x9e3779b97f4a7c15ull * (h | 1);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  return z ^ (z >> 31);
 }
 
 }  // namespace dreambooth::models

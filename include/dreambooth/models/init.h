@@ -7,11 +7,16 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 
 #include <torch/nn/module.h>
 
 namespace dreambooth::models {
 
 void init_random_weights(torch::nn::Module& module, uint64_t seed);
+
+// A per-tensor seed from a run seed and a stable name (FNV-1a of the name mixed in with splitmix64): a
+// tensor's draw depends only on these two, not on which other tensors exist. Same on every platform.
+uint64_t named_seed(uint64_t seed, const std::string& name);
 
 }  // namespace dreambooth::models
