@@ -1,5 +1,6 @@
 // `dreambooth init`: a random-weight checkpoint in the exact real layout (demos, tests, benchmarks),
-// with a SentencePiece tokenizer the project trains on the spot, so nothing is downloaded.
+// with a SentencePiece tokenizer the project trains on the spot, so nothing is downloaded (or a copy of the
+// tokenizer given with --tokenizer, e.g. the real CLIP vocabulary).
 #include <chrono>
 
 #include <spdlog/spdlog.h>
@@ -23,6 +24,7 @@ struct InitOptions {
   std::string layout = "single";
   std::string dtype = "fp32";
   uint64_t seed = 0;
+  std::string tokenizer;  // copied instead of training one, when given
   bool overwrite = false;
 };
 
@@ -45,6 +47,12 @@ int run_init(const InitOptions& o) {
   if (!o.overwrite && fs::exists(out))
     throw output_error(out.string(), "already exists", "use --overwrite or another --out");
 
+  if (!o.tokenizer.empty() && !fs::exists(o.tokenizer))
+    throw input_error(o.tokenizer, "no such tokenizer", "give a folder with vocab.json + merges.txt, or a .model file");
+  auto write_tokenizer = [&o](const fs::path& dir) {
+    if (o.tokenizer.empty()) text::write_tiny_tokenizer(dir);
+    else copy_tokenizer_folder(o.tokenizer, dir);
+  };
   auto started = std::chrono::steady_clock::now();
   spdlog::info("building the {} preset with random weights (seed {})", o.preset, o.seed);
   checkpoint::StableDiffusion model = checkpoint::create_preset_model(preset, o.seed);
@@ -52,11 +60,11 @@ int run_init(const InitOptions& o) {
   if (single) {
     // Trained into a temporary folder first, so a failure leaves no half-written tokenizer behind.
     AtomicPath tokenizer(tokenizer_dir);
-    text::write_tiny_tokenizer(tokenizer.temp_path());
+    write_tokenizer(tokenizer.temp_path());
     checkpoint::save_single_file(model, out, write);
     tokenizer.commit();
   } else {
-    write.add_files = [](const fs::path& folder) { text::write_tiny_tokenizer(folder / "tokenizer"); };
+    write.add_files = [&](const fs::path& folder) { write_tokenizer(folder / "tokenizer"); };
     checkpoint::save_diffusers(model, out, write);
   }
   spdlog::info("wrote {} ({} layout, {}) in {:.1f} s; tokenizer in {}", out.string(), o.layout, o.dtype,
@@ -79,6 +87,8 @@ CommandRunner register_init_command(CLI::App& app, CommonOptions& common) {
       ->capture_default_str();
   c->add_option("--dtype", o->dtype, "fp32 | fp16")->check(CLI::IsMember({"fp32", "fp16"}))->capture_default_str();
   c->add_option("--seed", o->seed, "seed of the random weights")->capture_default_str();
+  c->add_option("--tokenizer", o->tokenizer,
+                "copy this tokenizer (folder with vocab.json + merges.txt, or a .model file) instead of training a small one");
   c->add_flag("--overwrite", o->overwrite, "replace an existing output");
   add_common_options(*c, common);
   return [o] { return run_init(*o); };

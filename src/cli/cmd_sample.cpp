@@ -6,10 +6,14 @@
 
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
+#if __has_include(<torch/csrc/autograd/profiler_legacy.h>)
 #include <torch/csrc/autograd/profiler_legacy.h>
+#define DREAMBOOTH_HAS_LEGACY_PROFILER 1
+#endif
 #include <torch/torch.h>
 
 #include "command.h"
+#include "dreambooth/core/device_memory.h"
 #include "dreambooth/core/error.h"
 #include "dreambooth/core/interrupt.h"
 #include "dreambooth/core/process_memory.h"
@@ -17,6 +21,7 @@
 #include "dreambooth/core/runtime.h"
 #include "dreambooth/io/image.h"
 #include "dreambooth/models/memory_format.h"
+#include "dreambooth/models/onednn_prepack.h"
 #include "dreambooth/lora/apply.h"
 #include "dreambooth/pipelines/generation_parameters.h"
 #include "dreambooth/pipelines/model_hash.h"
@@ -139,6 +144,10 @@ int run_sample(const SampleOptions& o, const CommonOptions& common) {
   // Measured on 2 cores: NHWC decodes SD1.5's VAE ~1.4x faster; the UNet is not faster (its activations are
   // small next to its weights), so it stays NCHW.
   if (device.is_cpu() && channels_last_enabled()) models::use_channels_last(*loaded.sd.vae);
+  if (device.is_cpu()) {
+    const models::PrepackSummary packed = models::prepack_convolutions(*loaded.sd.unet);
+    if (packed.layers > 0) spdlog::debug("UNet: {} convolutions prepacked for oneDNN", packed.layers);
+  }
   schedulers::SchedulerConfig scheduler_config =
       schedulers::SchedulerConfig::from_json(loaded.sd.description.scheduler, "scheduler config");
   pipelines::TextToImage pipeline(loaded.sd, *loaded.tokenizer, scheduler_config);
@@ -164,9 +173,11 @@ int run_sample(const SampleOptions& o, const CommonOptions& common) {
   if (ec) throw output_error(out_dir.string(), "cannot create output folder: " + ec.message());
 
   // Developers: DREAMBOOTH_PROFILE=trace.json records every operator (chrome://tracing format).
+#ifdef DREAMBOOTH_HAS_LEGACY_PROFILER
   std::unique_ptr<torch::autograd::profiler::RecordProfile> profile;
   if (const char* trace = std::getenv("DREAMBOOTH_PROFILE"); trace && *trace)
     profile = std::make_unique<torch::autograd::profiler::RecordProfile>(std::string(trace));
+#endif
   c10::InferenceMode inference;
   size_t index = 0;
   for (const std::string& prompt : prompts) {
@@ -216,6 +227,7 @@ int run_sample(const SampleOptions& o, const CommonOptions& common) {
                              {"per_step", timings.steps ? timings.denoise / timings.steps : 0.0},
                              {"vae_decode", timings.vae_decode}};
           line["peak_rss_bytes"] = process_memory().peak_resident_bytes;
+          if (auto vram = peak_device_memory_bytes(device)) line["peak_vram_bytes"] = *vram;
           if (!applied_loras.empty()) line["loras"] = applied_loras;
           std::printf("%s\n", line.dump().c_str());
         } else {

@@ -45,4 +45,8 @@ c10::Device resolve_device(const std::string& spec) {
   throw usage_error("--device " + spec + " is not a device", "use auto, cpu, cuda or cuda:N");
 }
 
+void synchronize(c10::Device device) {
+  if (device.is_cuda()) torch::cuda::synchronize(device.index());
+}
+
 }  // namespace dreambooth

@@ -3,6 +3,7 @@
 #include <ATen/autocast_mode.h>
 #include <torch/torch.h>
 
+#include "dreambooth/core/torch_compat.h"
 #include "dreambooth/models/layers.h"
 
 namespace dreambooth::models {
@@ -21,20 +22,16 @@ struct CheckpointedFunctionHolder : torch::CustomClassHolder {
 class AutocastStateScope {
  public:
   AutocastStateScope(bool gpu, bool cpu, at::ScalarType gpu_dtype, at::ScalarType cpu_dtype)
-      : gpu_(at::autocast::is_enabled()),
-        cpu_(at::autocast::is_cpu_enabled()),
-        gpu_dtype_(at::autocast::get_autocast_gpu_dtype()),
-        cpu_dtype_(at::autocast::get_autocast_cpu_dtype()) {
-    at::autocast::set_enabled(gpu);
-    at::autocast::set_cpu_enabled(cpu);
-    at::autocast::set_autocast_gpu_dtype(gpu_dtype);
-    at::autocast::set_autocast_cpu_dtype(cpu_dtype);
+      : gpu_(autocast_enabled(c10::kCUDA)),
+        cpu_(autocast_enabled(c10::kCPU)),
+        gpu_dtype_(autocast_dtype(c10::kCUDA)),
+        cpu_dtype_(autocast_dtype(c10::kCPU)) {
+    set_autocast(c10::kCUDA, gpu, gpu_dtype);
+    set_autocast(c10::kCPU, cpu, cpu_dtype);
   }
   ~AutocastStateScope() {
-    at::autocast::set_enabled(gpu_);
-    at::autocast::set_cpu_enabled(cpu_);
-    at::autocast::set_autocast_gpu_dtype(gpu_dtype_);
-    at::autocast::set_autocast_cpu_dtype(cpu_dtype_);
+    set_autocast(c10::kCUDA, gpu_, gpu_dtype_);
+    set_autocast(c10::kCPU, cpu_, cpu_dtype_);
   }
   AutocastStateScope(const AutocastStateScope&) = delete;
   AutocastStateScope& operator=(const AutocastStateScope&) = delete;
@@ -44,19 +41,37 @@ class AutocastStateScope {
   at::ScalarType gpu_dtype_, cpu_dtype_;
 };
 
+// Autocast's weight cache off for the scope. The checkpointed forward runs without grad: a low-precision
+// weight copy cached there has no autograd history, and the recomputation would reuse it, leaving the weight
+// without a gradient (and a copy cached during the recomputation would outlive the step, stale after the
+// optimizer's update). Each weight is cast once per block anyway.
+class AutocastCacheOff {
+ public:
+  AutocastCacheOff() : previous_(at::autocast::is_autocast_cache_enabled()) {
+    at::autocast::set_autocast_cache_enabled(false);
+  }
+  ~AutocastCacheOff() { at::autocast::set_autocast_cache_enabled(previous_); }
+  AutocastCacheOff(const AutocastCacheOff&) = delete;
+  AutocastCacheOff& operator=(const AutocastCacheOff&) = delete;
+
+ private:
+  bool previous_;
+};
+
 struct CheckpointFunction : public torch::autograd::Function<CheckpointFunction> {
   // Inputs to apply(): the holder (not a variable), then inputs..., then parameters... (each a variable).
   static variable_list forward(AutogradContext* ctx, c10::intrusive_ptr<CheckpointedFunctionHolder> holder,
                                at::TensorList inputs, at::TensorList parameters) {
     ctx->saved_data["function"] = c10::IValue::make_capsule(holder);
     ctx->saved_data["num_inputs"] = static_cast<int64_t>(inputs.size());
-    ctx->saved_data["autocast_gpu"] = at::autocast::is_enabled();
-    ctx->saved_data["autocast_cpu"] = at::autocast::is_cpu_enabled();
-    ctx->saved_data["autocast_gpu_dtype"] = static_cast<int64_t>(at::autocast::get_autocast_gpu_dtype());
-    ctx->saved_data["autocast_cpu_dtype"] = static_cast<int64_t>(at::autocast::get_autocast_cpu_dtype());
+    ctx->saved_data["autocast_gpu"] = autocast_enabled(c10::kCUDA);
+    ctx->saved_data["autocast_cpu"] = autocast_enabled(c10::kCPU);
+    ctx->saved_data["autocast_gpu_dtype"] = static_cast<int64_t>(autocast_dtype(c10::kCUDA));
+    ctx->saved_data["autocast_cpu_dtype"] = static_cast<int64_t>(autocast_dtype(c10::kCPU));
     variable_list to_save(inputs.begin(), inputs.end());
     to_save.insert(to_save.end(), parameters.begin(), parameters.end());
     ctx->save_for_backward(to_save);
+    AutocastCacheOff no_cache;
     return holder->function(std::vector<at::Tensor>(inputs.begin(), inputs.end()));
   }
 
@@ -79,6 +94,7 @@ struct CheckpointFunction : public torch::autograd::Function<CheckpointFunction>
       AutocastStateScope autocast(ctx->saved_data["autocast_gpu"].toBool(), ctx->saved_data["autocast_cpu"].toBool(),
                                   static_cast<at::ScalarType>(ctx->saved_data["autocast_gpu_dtype"].toInt()),
                                   static_cast<at::ScalarType>(ctx->saved_data["autocast_cpu_dtype"].toInt()));
+      AutocastCacheOff no_cache;
       outputs = holder->function(inputs);
     }
 

@@ -32,6 +32,12 @@ Conv2dImpl::Conv2dImpl(int64_t in, int64_t out, int64_t k, int64_t s, int64_t p,
 }
 
 torch::Tensor Conv2dImpl::forward(const torch::Tensor& x) {
+  if (packed_weight.defined()) {
+    // oneDNN tensors in and out: only the activation is converted, the weight already is.
+    return at::mkldnn_convolution(x.to_mkldnn(), packed_weight, packed_bias, {padding, padding}, {stride, stride},
+                                  {1, 1}, 1)
+        .to_dense();
+  }
   torch::Tensor y = torch::conv2d(x, weight, bias, {stride, stride}, {padding, padding});
   return adapter ? y + adapter->delta(x) : y;
 }

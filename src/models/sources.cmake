@@ -7,6 +7,7 @@ list(APPEND DREAMBOOTH_SOURCES
   src/models/init.cpp
   src/models/layers.cpp
   src/models/memory_format.cpp
+  src/models/onednn_prepack.cpp
   src/models/parameters.cpp
   src/models/resnet.cpp
   src/models/transformer_2d.cpp

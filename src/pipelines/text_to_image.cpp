@@ -5,6 +5,7 @@
 #include <torch/torch.h>
 
 #include "dreambooth/core/error.h"
+#include "dreambooth/core/runtime.h"
 #include "dreambooth/pipelines/noise.h"
 
 namespace dreambooth::pipelines {
@@ -95,7 +96,11 @@ at::Tensor TextToImage::decode(const at::Tensor& latents) const {
 std::vector<io::Image> TextToImage::generate(const GenerationSettings& settings, const std::vector<uint64_t>& seeds,
                                              const StepCallback& on_step, GenerationTimings* timings) const {
   using Clock = std::chrono::steady_clock;
-  auto since = [](Clock::time_point start) { return std::chrono::duration<double>(Clock::now() - start).count(); };
+  const c10::Device device = device_of(*model_.unet);
+  auto since = [&](Clock::time_point start) {
+    synchronize(device);
+    return std::chrono::duration<double>(Clock::now() - start).count();
+  };
   GenerationTimings spent;
   const int64_t batch = static_cast<int64_t>(seeds.size());
   std::vector<int64_t> shape = latent_shape(settings.width, settings.height);

@@ -13,6 +13,7 @@
 #include <torch/torch.h>
 
 #include "dreambooth/core/atomic_file.h"
+#include "dreambooth/core/device_memory.h"
 #include "dreambooth/core/error.h"
 #include "dreambooth/core/interrupt.h"
 #include "dreambooth/core/progress.h"
@@ -354,6 +355,8 @@ TrainResult train_dreambooth(TrainOptions options, const TrainHooks& hooks) {
       scaler.update(true);
     }
     ++run.step;
+    synchronize(device);
+    m.peak_device_memory_bytes = peak_device_memory_bytes(device);
     m.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - step_started).count();
     metrics.append(m);
     progress.update(run.step - start_step, format_loss(m));

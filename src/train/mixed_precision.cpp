@@ -3,23 +3,29 @@
 #include <ATen/autocast_mode.h>
 #include <torch/torch.h>
 
+#include "dreambooth/core/torch_compat.h"
+
 namespace dreambooth::train {
 
 AutocastScope::AutocastScope(MixedPrecision mode, c10::Device device) {
   if (mode == MixedPrecision::No || !device.is_cuda()) return;
   active_ = true;
-  previous_enabled_ = at::autocast::is_enabled();
-  previous_dtype_ = at::autocast::get_autocast_gpu_dtype();
-  at::autocast::set_enabled(true);
-  at::autocast::set_autocast_gpu_dtype(mode == MixedPrecision::Fp16 ? c10::kHalf : c10::kBFloat16);
+  previous_enabled_ = autocast_enabled(c10::kCUDA);
+  previous_dtype_ = autocast_dtype(c10::kCUDA);
+  set_autocast(c10::kCUDA, true, mode == MixedPrecision::Fp16 ? c10::kHalf : c10::kBFloat16);
+  // Autocast's weight cache saves no work here (the weights change every step; each is cast once per
+  // forward) and, under gradient checkpointing, holds a low-precision copy of every weight that nothing else
+  // keeps: 2 bytes per parameter of VRAM.
+  previous_cache_enabled_ = at::autocast::is_autocast_cache_enabled();
+  at::autocast::set_autocast_cache_enabled(false);
   at::autocast::increment_nesting();
 }
 
 AutocastScope::~AutocastScope() {
   if (!active_) return;
   if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
-  at::autocast::set_enabled(previous_enabled_);
-  at::autocast::set_autocast_gpu_dtype(previous_dtype_);
+  set_autocast(c10::kCUDA, previous_enabled_, previous_dtype_);
+  at::autocast::set_autocast_cache_enabled(previous_cache_enabled_);
 }
 
 LossScaler::LossScaler(bool enabled, double initial_scale, int growth_interval)

@@ -1,5 +1,8 @@
 #include "dreambooth/train/optimizer.h"
 
+#include <sstream>
+#include <type_traits>
+
 #include <torch/torch.h>
 
 #include "dreambooth/core/error.h"
@@ -7,9 +10,20 @@
 namespace dreambooth::train {
 namespace {
 
-std::string state_key(const at::Tensor& parameter) {
-  // How torch::optim keys its per-parameter state.
-  return c10::guts::to_string(parameter.unsafeGetTensorImpl());
+// torch::optim keys its per-parameter state by the parameter's TensorImpl: printed to a string in
+// LibTorch 1.x, the pointer itself in 2.x.
+using StateKey = std::decay_t<decltype(std::declval<torch::optim::Optimizer&>().state())>::key_type;
+
+template <typename Key = StateKey>  // a template, so that only the matching branch is compiled
+Key state_key(const at::Tensor& parameter) {
+  void* impl = parameter.unsafeGetTensorImpl();
+  if constexpr (std::is_same_v<Key, std::string>) {
+    std::ostringstream text;
+    text << impl;
+    return text.str();
+  } else {
+    return impl;
+  }
 }
 
 }  // namespace

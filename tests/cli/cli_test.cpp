@@ -59,6 +59,26 @@ TEST(Cli, InitThenInfoDescribesTheTinyModel) {
   EXPECT_EQ(count_lines(r.out), 1);
 }
 
+TEST(Cli, InitCopiesAGivenTokenizerInsteadOfTrainingOne) {
+  REQUIRE_GOLDEN();
+  TempDir dir;
+  const fs::path model = dir / "clip.safetensors";
+  auto r = run_cli({"init", "--preset", "tiny", "--out", model.string(), "--tokenizer",
+                    golden_path("tokenizer").string(), "--quiet"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const fs::path tokenizer = dir / "clip.tokenizer";
+  EXPECT_TRUE(fs::exists(tokenizer / "vocab.json"));
+  EXPECT_TRUE(fs::exists(tokenizer / "merges.txt"));
+  EXPECT_EQ(fs::file_size(tokenizer / "vocab.json"), fs::file_size(golden_path("tokenizer/vocab.json")));
+
+  auto missing = run_cli({"init", "--preset", "tiny", "--out", (dir / "other.safetensors").string(), "--tokenizer",
+                          (dir / "no-such-tokenizer").string(), "--quiet"});
+  EXPECT_EQ(missing.exit_code, 3);
+  EXPECT_EQ(count_lines(missing.err), 1) << missing.err;
+  EXPECT_NE(missing.err.find("no-such-tokenizer"), std::string::npos) << missing.err;
+  EXPECT_FALSE(fs::exists(dir / "other.safetensors"));
+}
+
 TEST(Cli, InfoOnGoldenModelsInBothLayouts) {
   REQUIRE_GOLDEN();
   for (const char* path : {"tiny-sd1", "tiny-sd1/tiny-sd1.safetensors"}) {

@@ -9,6 +9,7 @@
 #include "support/golden.h"
 #include "support/module_loading.h"
 #include "support/tensor_close.h"
+#include "support/test_device.h"
 
 namespace dm = dreambooth::models;
 using dreambooth::io::SafetensorsReader;
@@ -23,6 +24,7 @@ dm::ClipTextModel load_tiny_text_encoder() {
   dm::ClipTextModel model(config);
   EXPECT_TRUE(dreambooth::testing::load_module_weights(*model, golden_path("tiny-sd1/text_encoder/model.safetensors")));
   model->eval();
+  model->to(dreambooth::testing::test_device());
   return model;
 }
 
@@ -33,7 +35,7 @@ TEST(ClipTextModelParity, TextEncoderMatchesReference) {
   torch::NoGradGuard no_grad;
   dm::ClipTextModel model = load_tiny_text_encoder();
   SafetensorsReader golden(golden_path("tiny-sd1/golden/text_encoder.safetensors"));
-  const at::Tensor ids = golden.load("input.input_ids", torch::kLong);
+  const at::Tensor ids = golden.load("input.input_ids", torch::kLong, dreambooth::testing::test_device());
   auto expect = [&](const at::Tensor& actual, const std::string& name) {
     const std::string key = "output." + name;
     EXPECT_TENSOR_CLOSE(actual, golden.load(key, torch::kFloat), golden_atol("text_encoder", key), key);

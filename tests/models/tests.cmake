@@ -5,3 +5,4 @@ dreambooth_add_test(model_forward_test LABELS unit SOURCES models/model_forward_
 dreambooth_add_test(clip_text_model_parity_test LABELS parity SOURCES models/clip_text_model_parity_test.cpp)
 dreambooth_add_test(unet_parity_test LABELS parity SOURCES models/unet_parity_test.cpp)
 dreambooth_add_test(vae_parity_test LABELS parity SOURCES models/vae_parity_test.cpp)
+dreambooth_add_test(onednn_prepack_test LABELS unit SOURCES models/onednn_prepack_test.cpp)

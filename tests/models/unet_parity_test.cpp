@@ -9,6 +9,7 @@
 #include "support/golden.h"
 #include "support/module_loading.h"
 #include "support/tensor_close.h"
+#include "support/test_device.h"
 
 namespace dm = dreambooth::models;
 using dreambooth::io::SafetensorsReader;
@@ -24,6 +25,7 @@ dm::UNet2DConditionModel load_tiny_unet() {
   EXPECT_TRUE(dreambooth::testing::load_module_weights(
       *unet, golden_path("tiny-sd1/unet/diffusion_pytorch_model.safetensors")));
   unet->eval();
+  unet->to(dreambooth::testing::test_device());
   return unet;
 }
 
@@ -31,10 +33,11 @@ void check_case(const std::string& case_name) {
   torch::NoGradGuard no_grad;
   dm::UNet2DConditionModel unet = load_tiny_unet();
   SafetensorsReader golden(golden_path("tiny-sd1/golden/" + case_name + ".safetensors"));
-  const at::Tensor timestep = golden.view("input.timestep").clone();  // keeps its dtype: int64 or float32
+  const c10::Device device = dreambooth::testing::test_device();
+  const at::Tensor timestep = golden.view("input.timestep").to(device);  // keeps its dtype: int64 or float32
   dm::UNetIntermediates intermediates;
-  const at::Tensor out = unet(golden.load("input.sample", torch::kFloat), timestep,
-                              golden.load("input.encoder_hidden_states", torch::kFloat), &intermediates);
+  const at::Tensor out = unet(golden.load("input.sample", torch::kFloat, device), timestep,
+                              golden.load("input.encoder_hidden_states", torch::kFloat, device), &intermediates);
   EXPECT_TENSOR_CLOSE(out, golden.load("output.sample", torch::kFloat), golden_atol(case_name, "output.sample"),
                       "output.sample");
 

@@ -9,6 +9,7 @@
 #include "support/golden.h"
 #include "support/module_loading.h"
 #include "support/tensor_close.h"
+#include "support/test_device.h"
 
 namespace dm = dreambooth::models;
 using dreambooth::io::SafetensorsReader;
@@ -23,6 +24,8 @@ TEST(VaeParity, VaeMatchesReference) {
   ASSERT_TRUE(
       dreambooth::testing::load_module_weights(*vae, golden_path("tiny-sd1/vae/diffusion_pytorch_model.safetensors")));
   vae->eval();
+  const c10::Device device = dreambooth::testing::test_device();
+  vae->to(device);
 
   SafetensorsReader golden(golden_path("tiny-sd1/golden/vae.safetensors"));
   auto expect = [&](const at::Tensor& actual, const std::string& name) {
@@ -30,12 +33,12 @@ TEST(VaeParity, VaeMatchesReference) {
     EXPECT_TENSOR_CLOSE(actual, golden.load(key, torch::kFloat), golden_atol("vae", key), key);
   };
 
-  const dm::LatentDistribution posterior = vae->encode(golden.load("input.image", torch::kFloat));
+  const dm::LatentDistribution posterior = vae->encode(golden.load("input.image", torch::kFloat, device));
   expect(posterior.moments, "moments");
   expect(posterior.mean, "posterior_mean");
   expect(posterior.logvar, "posterior_logvar");
   expect(posterior.std, "posterior_std");
-  expect(vae->decode(golden.load("input.z", torch::kFloat)), "decoded");
+  expect(vae->decode(golden.load("input.z", torch::kFloat, device)), "decoded");
 
   torch::manual_seed(0);
   const at::Tensor eps = torch::randn_like(posterior.mean);

@@ -6,7 +6,10 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <ATen/autocast_mode.h>
+
 #include "dreambooth/checkpoint/stable_diffusion.h"
+#include "dreambooth/core/torch_compat.h"
 #include "dreambooth/io/safetensors.h"
 #include "dreambooth/models/checkpointing.h"
 #include "dreambooth/schedulers/noise_schedule.h"
@@ -137,4 +140,61 @@ TEST(GradientCheckpointing, ParametersReachedOnlyThroughTheFunctionGetGradients)
       {w});
   out[0].sum().backward();
   EXPECT_TENSOR_CLOSE(w.grad(), expected_grad, 0.0, "weight grad through checkpoint");
+}
+
+namespace {
+
+// Autocast on the CPU in bf16 for the scope (the CUDA path of --mixed-precision, reproducible here).
+class CpuAutocastForCheckpointTest {
+ public:
+  CpuAutocastForCheckpointTest()
+      : enabled_(autocast_enabled(c10::kCPU)), dtype_(autocast_dtype(c10::kCPU)) {
+    set_autocast(c10::kCPU, true, c10::kBFloat16);
+    at::autocast::increment_nesting();
+  }
+  ~CpuAutocastForCheckpointTest() {
+    if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
+    set_autocast(c10::kCPU, enabled_, dtype_);
+  }
+
+ private:
+  bool enabled_;
+  c10::ScalarType dtype_;
+};
+
+}  // namespace
+
+TEST(GradientCheckpointing, WeightsGetGradientsUnderAutocast) {
+  // Autocast caches the low-precision copy of a weight. The checkpointed forward runs without grad, so a
+  // copy cached there has no history: the recomputation must not reuse it, or the weight gets no gradient.
+  const at::Tensor x = torch::randn({3, 4});
+  const at::Tensor w = torch::randn({2, 4}).requires_grad_(true);
+  auto f = [w](const std::vector<at::Tensor>& in) { return std::vector<at::Tensor>{torch::linear(in[0], w).tanh()}; };
+  at::Tensor expected_grad;
+  {
+    CpuAutocastForCheckpointTest autocast;
+    const at::Tensor w2 = w.detach().clone().requires_grad_(true);
+    torch::linear(x, w2).tanh().to(torch::kFloat).sum().backward();
+    expected_grad = w2.grad().clone();
+  }
+  for (int step = 0; step < 2; ++step) {
+    w.mutable_grad() = at::Tensor();
+    std::vector<at::Tensor> out;
+    {
+      CpuAutocastForCheckpointTest autocast;
+      out = models::checkpoint(f, {x}, {w});
+    }
+    out[0].to(torch::kFloat).sum().backward();  // after the autocast scope, as the trainer does
+    ASSERT_TRUE(w.grad().defined()) << "step " << step << ": the weight got no gradient";
+    EXPECT_TENSOR_CLOSE(w.grad(), expected_grad, 0.0, "weight grad through checkpoint under autocast");
+  }
+  // A weight changed in place between steps (the optimizer) is seen by the next forward: no stale copy.
+  {
+    torch::NoGradGuard no_grad;
+    w.mul_(2);
+  }
+  CpuAutocastForCheckpointTest autocast;
+  const auto direct = torch::linear(x, w.detach()).tanh();
+  const auto out = models::checkpoint(f, {x}, {w});
+  EXPECT_TENSOR_CLOSE(out[0].detach().to(torch::kFloat), direct.to(torch::kFloat), 0.0, "forward after a weight update");
 }

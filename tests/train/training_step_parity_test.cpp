@@ -11,6 +11,7 @@
 #include "dreambooth/train/training_step.h"
 #include "support/golden.h"
 #include "support/tensor_close.h"
+#include "support/test_device.h"
 
 namespace fs = std::filesystem;
 using namespace dreambooth;
@@ -20,7 +21,8 @@ namespace {
 
 // Golden tensors are float32, some stored as [1] scalars.
 at::Tensor golden(const io::SafetensorsReader& reader, const std::string& name) {
-  return reader.load(name, reader.at(name).scalar_type == c10::kLong ? c10::kLong : c10::kFloat);
+  return reader.load(name, reader.at(name).scalar_type == c10::kLong ? c10::kLong : c10::kFloat,
+                     dreambooth::testing::test_device());
 }
 
 void run_golden_step(const std::string& case_name, bool train_text_encoder) {
@@ -29,6 +31,7 @@ void run_golden_step(const std::string& case_name, bool train_text_encoder) {
 
   checkpoint::LoadOptions load;
   load.path = dreambooth::testing::golden_path("tiny-sd1");
+  load.device = dreambooth::testing::test_device();
   checkpoint::StableDiffusion model = checkpoint::load_stable_diffusion(load);
 
   // The trainable-parameter seam decides what trains; the step only sees requires_grad.
@@ -104,7 +107,7 @@ void run_golden_step(const std::string& case_name, bool train_text_encoder) {
   const std::vector<int64_t> rows = {params.at("sks_token_id").get<int64_t>(), params.at("dog_token_id").get<int64_t>(), 100};
   const std::string embedding_name = "text_model.embeddings.token_embedding.weight";
   const std::string rows_name = embedding_name + ".rows_sks_dog_100";
-  const at::Tensor row_index = torch::tensor(rows, torch::kLong);
+  const at::Tensor row_index = torch::tensor(rows, torch::kLong).to(dreambooth::testing::test_device());
   if (train_text_encoder) {
     EXPECT_TENSOR_CLOSE(param("text_encoder." + embedding_name).grad().index_select(0, row_index),
                         golden(g, "grad." + rows_name), golden_atol(case_name, "grad." + rows_name),

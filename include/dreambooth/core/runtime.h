@@ -14,4 +14,8 @@ int hardware_threads();
 // "auto" | "cpu" | "cuda" | "cuda:N". Throws a usage error for anything else or a missing GPU.
 c10::Device resolve_device(const std::string& spec);
 
+// Waits for the device's queued work (CUDA runs asynchronously), so that host clocks time real work.
+// Nothing to do on the CPU.
+void synchronize(c10::Device device);
+
 }  // namespace dreambooth

@@ -66,6 +66,10 @@ class Conv2dImpl : public torch::nn::Module {
   torch::Tensor weight;  // [out, in, k, k]
   torch::Tensor bias;
   std::shared_ptr<LayerAdapter> adapter;  // null: none
+  // Set by prepack_convolutions (models/onednn_prepack.h) for CPU inference: oneDNN's own copies of weight
+  // and bias, used instead of them from then on.
+  torch::Tensor packed_weight;
+  torch::Tensor packed_bias;
 };
 TORCH_MODULE(Conv2d);
 

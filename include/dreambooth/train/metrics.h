@@ -1,9 +1,10 @@
 // Training metrics: one JSON object per optimizer step appended to OUTPUT/metrics.jsonl
-// ({"step", "loss", "instance_loss", "prior_loss", "lr", "grad_norm", "seconds"}), and the loss curve
+// ({"step", "loss", "instance_loss", "prior_loss", "lr", "grad_norm", "seconds"}, and "peak_vram_bytes" on CUDA), and the loss curve
 // drawn into OUTPUT/loss.png at the end.
 #pragma once
 
 #include <filesystem>
+#include <cstdint>
 #include <fstream>
 #include <optional>
 #include <vector>
@@ -20,6 +21,7 @@ struct StepMetrics {
   double lr = 0;
   double grad_norm = 0;
   double seconds = 0;  // wall time of the step
+  std::optional<int64_t> peak_device_memory_bytes;  // CUDA: the allocator's peak so far
 };
 
 class MetricsLog {

@@ -10,7 +10,8 @@
 namespace dreambooth::train {
 
 // Autocast (fp16 or bf16) on for the scope when `mode` is not No and the device is CUDA; otherwise
-// nothing happens. Restores the previous state and clears the cast-weight cache on exit.
+// nothing happens. Autocast's weight cache stays off (see mixed_precision.cpp). Restores the previous
+// state on exit.
 class AutocastScope {
  public:
   AutocastScope(MixedPrecision mode, c10::Device device);
@@ -21,6 +22,7 @@ class AutocastScope {
  private:
   bool active_ = false;
   bool previous_enabled_ = false;
+  bool previous_cache_enabled_ = true;
   c10::ScalarType previous_dtype_ = c10::kHalf;
 };
 
