@@ -18,6 +18,7 @@ nlohmann::json metrics_to_json(const StepMetrics& m) {
                       {"prior_loss", nullptr},    {"lr", m.lr},     {"grad_norm", m.grad_norm},
                       {"seconds", m.seconds}};
   if (m.prior_loss) j["prior_loss"] = *m.prior_loss;
+  if (m.optimizer_state_bytes) j["optimizer_state_bytes"] = *m.optimizer_state_bytes;
   return j;
 }
 
@@ -32,6 +33,8 @@ std::optional<StepMetrics> metrics_from_line(const std::string& line) {
     m.lr = j.value("lr", 0.0);
     m.grad_norm = j.value("grad_norm", 0.0);
     m.seconds = j.value("seconds", 0.0);
+    if (j.contains("optimizer_state_bytes") && j["optimizer_state_bytes"].is_number_integer())
+      m.optimizer_state_bytes = j["optimizer_state_bytes"].get<int64_t>();
     return m;
   } catch (const nlohmann::json::exception&) {
     return std::nullopt;  // a torn last line of a killed run

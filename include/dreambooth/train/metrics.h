@@ -1,8 +1,9 @@
 // Training metrics: one JSON object per optimizer step appended to OUTPUT/metrics.jsonl
-// ({"step", "loss", "instance_loss", "prior_loss", "lr", "grad_norm", "seconds"}), and the loss curve
-// drawn into OUTPUT/loss.png at the end.
+// ({"step", "loss", "instance_loss", "prior_loss", "lr", "grad_norm", "seconds"}; the first step of a run
+// adds "optimizer_state_bytes"), and the loss curve drawn into OUTPUT/loss.png at the end.
 #pragma once
 
+#include <cstdint>
 #include <filesystem>
 #include <fstream>
 #include <optional>
@@ -20,6 +21,7 @@ struct StepMetrics {
   double lr = 0;
   double grad_norm = 0;
   double seconds = 0;  // wall time of the step
+  std::optional<int64_t> optimizer_state_bytes;  // the first step of a run (or of a resumed run)
 };
 
 class MetricsLog {
