@@ -239,7 +239,10 @@ TrainResult train_dreambooth(TrainOptions options, const TrainHooks& hooks) {
   const TrainableParameters trainable = select_trainable_parameters(options, model);
   spdlog::info("training {} parameters ({} tensors, {})", trainable.numel(), trainable.parameters.size(),
                trainable.method);
-  auto optimizer = make_adamw(trainable, options);
+  auto optimizer = make_optimizer(trainable, options);
+  const int64_t optimizer_bytes = planned_optimizer_state_bytes(trainable.tensors(), options.use_8bit_adam);
+  spdlog::info("optimizer state: {:.1f} MiB ({})", optimizer_bytes / (1024.0 * 1024.0),
+               options.use_8bit_adam ? "8-bit" : "fp32");
   const LrSchedule lr_schedule = make_lr_schedule(options);
   LossScaler scaler(options.mixed_precision == MixedPrecision::Fp16);
   model.unet->set_gradient_checkpointing(options.gradient_checkpointing);
@@ -314,6 +317,7 @@ TrainResult train_dreambooth(TrainOptions options, const TrainHooks& hooks) {
     StepMetrics m;
     m.step = run.step + 1;
     m.lr = lr_schedule.lr(run.step);
+    if (run.step == start_step) m.optimizer_state_bytes = optimizer_bytes;
     double prior_sum = 0;
     bool has_prior = false;
     for (int micro = 0; micro < options.gradient_accumulation; ++micro) {

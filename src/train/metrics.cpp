@@ -19,6 +19,7 @@ nlohmann::json metrics_to_json(const StepMetrics& m) {
                       {"seconds", m.seconds}};
   if (m.prior_loss) j["prior_loss"] = *m.prior_loss;
   if (m.peak_device_memory_bytes) j["peak_vram_bytes"] = *m.peak_device_memory_bytes;
+  if (m.optimizer_state_bytes) j["optimizer_state_bytes"] = *m.optimizer_state_bytes;
   return j;
 }
 
@@ -34,6 +35,8 @@ std::optional<StepMetrics> metrics_from_line(const std::string& line) {
     m.grad_norm = j.value("grad_norm", 0.0);
     m.seconds = j.value("seconds", 0.0);
     if (j.contains("peak_vram_bytes")) m.peak_device_memory_bytes = j["peak_vram_bytes"].get<int64_t>();
+    if (j.contains("optimizer_state_bytes") && j["optimizer_state_bytes"].is_number_integer())
+      m.optimizer_state_bytes = j["optimizer_state_bytes"].get<int64_t>();
     return m;
   } catch (const nlohmann::json::exception&) {
     return std::nullopt;  // a torn last line of a killed run

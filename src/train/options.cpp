@@ -275,8 +275,6 @@ void validate_options(const TrainOptions& o) {
   require(o.keep_checkpoints >= 0, "--keep-checkpoints must be >= 0", "0 keeps them all");
   require(o.validation_every >= 1 && o.validation_images >= 1 && o.validation_steps >= 1,
           "--validation-every, --validation-images and --validation-steps must be >= 1");
-  require(!o.use_8bit_adam, "--use-8bit-adam is not implemented yet (8-bit AdamW needs bitsandbytes' CUDA kernels)",
-          "drop the flag: AdamW keeps fp32 state; --gradient-checkpointing and --cache-latents also save memory");
   require(!(o.resume.empty() == false && o.overwrite), "--resume and --overwrite contradict each other",
           "--overwrite starts the run over");
   if (o.lora) lora_config(o).validate();
@@ -318,7 +316,7 @@ const std::vector<std::string>& resume_invariant_keys() {
       "seed",            "prior_preservation",    "num_class_images", "train_text_encoder", "mixed_precision",
       "cache_latents",   "lr",             "lr_scheduler",  "lr_warmup_steps",      "lr_num_cycles",
       "lr_power",        "adam_beta1",     "adam_beta2",    "adam_weight_decay",    "adam_epsilon",
-      "lora",            "lora_rank",      "lora_alpha",    "lora_targets"};
+      "lora",            "lora_rank",      "lora_alpha",    "lora_targets",         "use_8bit_adam"};
   return keys;
 }
 

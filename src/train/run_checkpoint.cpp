@@ -80,7 +80,7 @@ std::vector<std::pair<int, fs::path>> list_checkpoints(const fs::path& output) {
   return out;
 }
 
-void save_run_checkpoint(const fs::path& folder, const TrainableParameters& trainable, torch::optim::AdamW& optimizer,
+void save_run_checkpoint(const fs::path& folder, const TrainableParameters& trainable, torch::optim::Optimizer& optimizer,
                          const RunState& state) {
   std::error_code ec;
   fs::create_directories(folder.parent_path(), ec);
@@ -92,7 +92,7 @@ void save_run_checkpoint(const fs::path& folder, const TrainableParameters& trai
     std::vector<io::NamedTensor> weights;
     for (const auto& p : trainable.parameters) weights.push_back({p.name, p.tensor.detach()});
     io::write_safetensors(temp / kWeightsFile, weights, {{"format", "pt"}});
-    io::write_safetensors(temp / kOptimizerFile, adamw_state_tensors(optimizer, trainable), {{"format", "pt"}});
+    io::write_safetensors(temp / kOptimizerFile, optimizer_state_tensors(optimizer, trainable), {{"format", "pt"}});
     nlohmann::json j;
     j["format"] = kCheckpointFormat;
     j["step"] = state.step;
@@ -122,7 +122,7 @@ void save_run_checkpoint(const fs::path& folder, const TrainableParameters& trai
 }
 
 RunState load_run_checkpoint(const fs::path& folder, const TrainableParameters& trainable,
-                             torch::optim::AdamW& optimizer) {
+                             torch::optim::Optimizer& optimizer) {
   const fs::path state_path = folder / kStateFile;
   std::ifstream in(state_path);
   if (!in) throw input_error(state_path.string(), "cannot read the checkpoint state", "is this a checkpoint folder?");
@@ -173,7 +173,7 @@ RunState load_run_checkpoint(const fs::path& folder, const TrainableParameters& 
       throw input_error(weights.path().string(), "holds " + entry.name + ", which this run does not train",
                         "resume with the options the checkpoint was written with");
   io::SafetensorsReader optimizer_file(folder / kOptimizerFile);
-  load_adamw_state(optimizer, trainable, optimizer_file);
+  load_optimizer_state(optimizer, trainable, optimizer_file);
   return state;
 }
 

@@ -1,4 +1,5 @@
 list(APPEND DREAMBOOTH_SOURCES
+  src/train/adamw8bit.cpp
   src/train/batch_builder.cpp
   src/train/class_images.cpp
   src/train/dataset.cpp

@@ -145,7 +145,7 @@ TEST(LoraTraining, OnlyTheAdaptersTrainAndTheBaseKeepsEveryBit) {
   EXPECT_NE(losses[2], losses[0]);  // the adapters changed the model
 
   // Optimizer state exists for exactly the adapter tensors (exp_avg, exp_avg_sq, step each).
-  const auto state = train::adamw_state_tensors(*optimizer, trainable);
+  const auto state = train::optimizer_state_tensors(*optimizer, trainable);
   EXPECT_EQ(state.size(), 3 * trainable.parameters.size());
   for (const auto& t : state) EXPECT_TRUE(starts_with(t.name, "lora_")) << t.name;
   EXPECT_EQ(optimizer->param_groups().front().params().size(), trainable.parameters.size());

@@ -1,8 +1,11 @@
 // Training metrics: one JSON object per optimizer step appended to OUTPUT/metrics.jsonl
 // ({"step", "loss", "instance_loss", "prior_loss", "lr", "grad_norm", "seconds"}, and "peak_vram_bytes" on CUDA), and the loss curve
 // drawn into OUTPUT/loss.png at the end.
+// ({"step", "loss", "instance_loss", "prior_loss", "lr", "grad_norm", "seconds"}; the first step of a run
+// adds "optimizer_state_bytes"), and the loss curve drawn into OUTPUT/loss.png at the end.
 #pragma once
 
+#include <cstdint>
 #include <filesystem>
 #include <cstdint>
 #include <fstream>
@@ -22,6 +25,7 @@ struct StepMetrics {
   double grad_norm = 0;
   double seconds = 0;  // wall time of the step
   std::optional<int64_t> peak_device_memory_bytes;  // CUDA: the allocator's peak so far
+  std::optional<int64_t> optimizer_state_bytes;  // the first step of a run (or of a resumed run)
 };
 
 class MetricsLog {

@@ -93,7 +93,7 @@ struct TrainOptions {
   bool cache_latents = false;
   std::optional<double> snr_gamma;  // min-SNR weighting (e.g. 5.0)
   double offset_noise = 0.0;        // e.g. 0.1
-  bool use_8bit_adam = false;       // not implemented: validate() refuses it
+  bool use_8bit_adam = false;       // AdamW with 8-bit blockwise-quantized moments (adamw8bit.h)
 
   // --- LoRA (--lora): low-rank adapters train, the base weights stay frozen; OUTPUT/lora.safetensors
   bool lora = false;

@@ -2,7 +2,7 @@
 //
 // OUTPUT/checkpoints/step-NNNNNN/
 //   weights.safetensors    the trained tensors by TrainableParameters name, in their own dtype
-//   optimizer.safetensors  the AdamW state by name (optimizer.h)
+//   optimizer.safetensors  the AdamW (or 8-bit AdamW) state by name (optimizer.h)
 //   state.json             format, step, data order, the run generator's state, loss scaler, token and
 //                          the run's resolved options
 // A checkpoint folder appears whole: it is written as a temporary sibling and renamed into place.
@@ -15,7 +15,7 @@
 
 #include <ATen/core/Tensor.h>
 #include <nlohmann/json.hpp>
-#include <torch/optim/adamw.h>
+#include <torch/optim/optimizer.h>
 
 #include "dreambooth/train/dataset.h"
 #include "dreambooth/train/trainable_parameters.h"
@@ -37,11 +37,11 @@ std::filesystem::path checkpoint_folder(const std::filesystem::path& output, int
 std::vector<std::pair<int, std::filesystem::path>> list_checkpoints(const std::filesystem::path& output);
 
 void save_run_checkpoint(const std::filesystem::path& folder, const TrainableParameters& trainable,
-                         torch::optim::AdamW& optimizer, const RunState& state);
+                         torch::optim::Optimizer& optimizer, const RunState& state);
 // Loads the weights into the trainable tensors and the optimizer state; returns the rest. Input errors
 // name the file for a missing, damaged or mismatching checkpoint.
 RunState load_run_checkpoint(const std::filesystem::path& folder, const TrainableParameters& trainable,
-                             torch::optim::AdamW& optimizer);
+                             torch::optim::Optimizer& optimizer);
 
 // --resume: "latest" (the newest checkpoint in OUTPUT/checkpoints) or a checkpoint folder. Input error
 // when there is none.
