@@ -8,7 +8,8 @@
 #   5. train   benchmark: SD1.5-shaped random model, 512x512, batch 1 + 1 prior image, full fine-tune:
 #              s/step and peak VRAM for bf16 (+ gradient checkpointing, + 8-bit AdamW) and fp16
 #   6. suite   the whole CTest suite against LibTorch 2.x (CPU paths) with the parity tests on the GPU
-# STAGES picks stages (default: all, in this order); SAMPLE_DTYPES, SAMPLE_STEPS, TRAIN_STEPS size them.
+# STAGES picks stages (default: all, in this order); BUILD_TARGETS, SAMPLE_DTYPES, SAMPLE_STEPS, TRAIN_STEPS and
+# TRAIN_CASES (e.g. "bf16+gradckpt+8bit fp32") size them.
 # The summary and build logs go to $OUT (default out/cuda), the other logs to $WORK_DIR/logs.
 # Python is used here only to read JSON and PNGs; the product never needs it.
 set -uo pipefail
@@ -48,8 +49,10 @@ if want build; then
     ${CMAKE_ARGS:-} >"$out/configure.log" 2>&1 || { tail -60 "$out/configure.log"; exit 1; }
   keep_going=(-k)
   [ ${#generator[@]} -gt 0 ] && keep_going=(-k 0)
-  say "build dreambooth, models_tests, train_tests"
-  if ! cmake --build "$build" -j "$(nproc)" --target dreambooth models_tests train_tests -- "${keep_going[@]}" \
+  targets=${BUILD_TARGETS:-dreambooth models_tests train_tests}
+  say "build $targets"
+  # shellcheck disable=SC2086
+  if ! cmake --build "$build" -j "$(nproc)" --target $targets -- "${keep_going[@]}" \
       >"$out/build.log" 2>&1; then
     grep -E 'error|Error' "$out/build.log" | grep -v '^ninja: build stopped' | head -60
     say "build FAILED (log: build.log)"
@@ -138,12 +141,15 @@ s=sum(r["seconds"] for r in timed)/len(timed); vram=max(r.get("peak_vram_bytes",
 print("train %-34s %.3f s/step (%.2f steps/s), peak VRAM %.2f GiB, last loss %.4f" % (sys.argv[2], s, 1/s, vram/2**30, rows[-1]["loss"]))' \
       "$work/train-$name/metrics.jsonl" "$name")"
   }
-  train_case bf16+gradckpt --mixed-precision bf16 --gradient-checkpointing
-  train_case bf16 --mixed-precision bf16
-  train_case bf16+gradckpt+cache-latents --mixed-precision bf16 --gradient-checkpointing --cache-latents
-  train_case fp16+gradckpt --mixed-precision fp16 --gradient-checkpointing
-  train_case fp32 --mixed-precision no
-  train_case bf16+gradckpt+8bit-adam --mixed-precision bf16 --gradient-checkpointing --use-8bit-adam
+  cases=${TRAIN_CASES:-bf16+gradckpt bf16 bf16+gradckpt+8bit bf16+gradckpt+8bit+cache-latents fp16+gradckpt fp32}
+  for case in $cases; do
+    flags=(--mixed-precision "${case%%+*}")
+    [ "${case%%+*}" = fp32 ] && flags=(--mixed-precision no)
+    [[ $case == *+gradckpt* ]] && flags+=(--gradient-checkpointing)
+    [[ $case == *+8bit* ]] && flags+=(--use-8bit-adam)
+    [[ $case == *+cache-latents* ]] && flags+=(--cache-latents)
+    train_case "$case" "${flags[@]}"
+  done
   "$db" sample --model "$work/train-bf16+gradckpt/model.safetensors" --prompt "a photo of sks dog" --steps 4 \
     --width 512 --height 512 --device cuda --seed 5 --out "$work/from-train" --overwrite --quiet >"$logs/sample-trained.log" 2>&1 &&
     note "sample from the bf16-trained model: ok" || note "sample from the bf16-trained model FAILED: $(tail -2 "$logs/sample-trained.log")"
