@@ -51,8 +51,12 @@ std::vector<ReadChunk> plan_read_chunks(std::vector<ByteRange> ranges, uint64_t 
 
 void ChunkStream::FreeDeleter::operator()(unsigned char* p) const { std::free(p); }
 
-ChunkStream::ChunkStream(std::vector<ReadChunk> chunks, uint64_t capacity, size_t buffers, ReadFn read)
-    : chunks_(std::move(chunks)), read_(std::move(read)) {
+ChunkStream::ChunkStream(std::vector<ReadChunk> chunks, uint64_t capacity, size_t buffers, ReadFn read,
+                         PrefetchFn prefetch, size_t prefetch_chunks)
+    : chunks_(std::move(chunks)),
+      read_(std::move(read)),
+      prefetch_(std::move(prefetch)),
+      prefetch_chunks_(prefetch_ ? prefetch_chunks : 0) {
   uint64_t largest = 0;
   for (const ReadChunk& chunk : chunks_) largest = std::max(largest, chunk.end - chunk.begin);
   if (largest > capacity) throw Error(ErrorKind::Runtime, "ChunkStream: a chunk is larger than the buffers");
@@ -85,11 +89,25 @@ ChunkStream::~ChunkStream() {
 }
 
 void ChunkStream::read_all() {
+  size_t hinted = 0;  // chunks [0, hinted) have been read or prefetched
   for (size_t i = 0; i < chunks_.size(); ++i) {
-    {
-      std::unique_lock<std::mutex> lock(mutex_);
-      changed_.wait(lock, [&] { return stop_ || i < released_ + buffers_.size(); });
-      if (stop_) return;
+    hinted = std::max(hinted, i + 1);
+    for (;;) {
+      {
+        std::unique_lock<std::mutex> lock(mutex_);
+        if (stop_) return;
+        if (i < released_ + buffers_.size()) break;
+        if (hinted >= chunks_.size() || hinted > i + prefetch_chunks_) {
+          changed_.wait(lock, [&] { return stop_ || i < released_ + buffers_.size(); });
+          if (stop_) return;
+          break;
+        }
+      }
+      try {
+        prefetch_(chunks_[hinted++]);  // while the consumer holds every buffer
+      } catch (...) {
+        hinted = chunks_.size();  // a hint that fails is not an error; stop hinting
+      }
     }
     try {
       read_(chunks_[i], buffers_[i % buffers_.size()].get());

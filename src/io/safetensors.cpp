@@ -288,6 +288,11 @@ void SafetensorsReader::read_data(uint64_t offset, void* destination, uint64_t b
   }
 }
 
+void SafetensorsReader::prefetch_data(uint64_t offset, uint64_t bytes) const {
+  ::posix_fadvise(mapping_->fd, static_cast<off_t>(data_start_ + offset), static_cast<off_t>(bytes),
+                  POSIX_FADV_WILLNEED);  // only a hint: errors are ignored
+}
+
 std::string safetensors_dtype_name(c10::ScalarType type) {
   const DtypeRow* row = find_dtype(type);
   if (!row) throw Error(ErrorKind::Runtime, std::string("safetensors cannot store dtype ") + c10::toString(type));

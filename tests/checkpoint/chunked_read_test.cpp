@@ -1,9 +1,12 @@
 // Chunk planning (file order, capacity, element-boundary splits of straddling tensors, gaps, several
-// files) and the double-buffered chunk stream (order, contents, errors, early stop).
+// files) and the double-buffered chunk stream (order, contents, prefetch hints, errors, early stop).
+#include <chrono>
 #include <cstring>
 #include <map>
+#include <mutex>
 #include <numeric>
 #include <stdexcept>
+#include <thread>
 
 #include <gtest/gtest.h>
 
@@ -145,4 +148,31 @@ TEST(ChunkStream, StoppingEarlyJoinsTheReader) {
   ChunkStream stream(chunks, 4096, 2, [](const ReadChunk&, unsigned char* out) { out[0] = 1; });
   EXPECT_NE(stream.next(), nullptr);
   // The destructor must not wait for the remaining 255 chunks to be consumed.
+}
+
+TEST(ChunkStream, WhileEveryBufferIsHeldTheReaderHintsTheNextChunks) {
+  auto chunks = plan_read_chunks({{0, 0, 20 * 1024, 1, 0}}, 1024, 0);
+  ASSERT_EQ(chunks.size(), 20u);
+  std::mutex mutex;
+  std::vector<uint64_t> hinted;
+  auto hinted_now = [&] {
+    std::lock_guard<std::mutex> lock(mutex);
+    return hinted;
+  };
+  ChunkStream stream(
+      chunks, 1024, 2, [](const ReadChunk&, unsigned char*) {},
+      [&](const ReadChunk& c) {
+        std::lock_guard<std::mutex> lock(mutex);
+        hinted.push_back(c.begin / 1024);
+      },
+      3);
+  ASSERT_NE(stream.next(), nullptr);  // holds chunk 0; the reader reads 1 and waits to read 2
+  for (int i = 0; i < 500 && hinted_now().size() < 3; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  EXPECT_EQ(hinted_now(), (std::vector<uint64_t>{3, 4, 5}));  // never more than 3 ahead of chunk 2
+  size_t seen = 1;
+  while (stream.next()) ++seen;
+  EXPECT_EQ(seen, chunks.size());
+  const auto all = hinted_now();
+  for (size_t i = 1; i < all.size(); ++i) EXPECT_LT(all[i - 1], all[i]);  // each chunk at most once, in order
 }

@@ -55,14 +55,19 @@ constexpr uint64_t kChunkAlignment = 64;
 std::vector<ReadChunk> plan_read_chunks(std::vector<ByteRange> ranges, uint64_t capacity, uint64_t max_gap);
 
 // Reads `chunks` in order on one background thread into `buffers` buffers of `capacity` bytes, reused
-// in turn; the calling thread takes them one by one with next(). An error in `read` is rethrown by
-// the next() that reaches its chunk. The destructor stops the reader and waits for it.
+// in turn; the calling thread takes them one by one with next(). While every buffer is in use, the
+// reader hints (`prefetch`) the chunks after them, at most `prefetch_chunks` ahead, so the disk keeps
+// streaming into the page cache. An error in `read` is rethrown by the next() that reaches its chunk.
+// The destructor stops the reader and waits for it.
 class ChunkStream {
  public:
   // Fills `destination` with the chunk's bytes [begin, end).
   using ReadFn = std::function<void(const ReadChunk& chunk, unsigned char* destination)>;
+  // Starts fetching the chunk's bytes without waiting for them (a hint; may do nothing).
+  using PrefetchFn = std::function<void(const ReadChunk& chunk)>;
 
-  ChunkStream(std::vector<ReadChunk> chunks, uint64_t capacity, size_t buffers, ReadFn read);
+  ChunkStream(std::vector<ReadChunk> chunks, uint64_t capacity, size_t buffers, ReadFn read,
+              PrefetchFn prefetch = nullptr, size_t prefetch_chunks = 0);
   ~ChunkStream();
   ChunkStream(const ChunkStream&) = delete;
   ChunkStream& operator=(const ChunkStream&) = delete;
@@ -82,6 +87,8 @@ class ChunkStream {
   std::vector<ReadChunk> chunks_;
   std::vector<std::unique_ptr<unsigned char, FreeDeleter>> buffers_;
   ReadFn read_;
+  PrefetchFn prefetch_;
+  size_t prefetch_chunks_ = 0;
   std::mutex mutex_;
   std::condition_variable changed_;
   size_t ready_ = 0;     // chunks [0, ready_) have been read

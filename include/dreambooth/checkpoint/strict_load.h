@@ -47,6 +47,7 @@ using ParameterMap = std::unordered_map<std::string, at::Tensor>;
 struct ReadBuffers {
   uint64_t chunk_bytes = uint64_t{64} << 20;  // each read; tensors larger than this span several
   size_t count = 2;                           // one converted while the next is read
+  uint64_t prefetch_bytes = uint64_t{1} << 30;  // hinted to the page cache ahead of the buffers
 };
 void load_parameters(const ComponentPlan& bound_plan, const WeightFiles& files, const ParameterMap& parameters,
                      const std::string& component, const ReadBuffers& buffers = {});

@@ -61,6 +61,9 @@ class SafetensorsReader {
   // cold page cache is about twice as fast as faulting the same pages in. An input error if the file
   // shrank since it was opened.
   void read_data(uint64_t offset, void* destination, uint64_t bytes) const;
+  // Asks the kernel to start reading these bytes of the data section into the page cache and returns
+  // (posix_fadvise WILLNEED): the disk keeps streaming while the caller is busy with earlier bytes.
+  void prefetch_data(uint64_t offset, uint64_t bytes) const;
 
  private:
   struct Mapping;
