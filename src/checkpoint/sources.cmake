@@ -1,4 +1,5 @@
 list(APPEND DREAMBOOTH_SOURCES
+  src/checkpoint/chunked_read.cpp
   src/checkpoint/convert.cpp
   src/checkpoint/description.cpp
   src/checkpoint/detect.cpp

@@ -4,10 +4,12 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstring>
 #include <set>
 
 #include <torch/torch.h>
 
+#include "dreambooth/checkpoint/chunked_read.h"
 #include "dreambooth/core/error.h"
 
 namespace dreambooth::checkpoint {
@@ -43,6 +45,54 @@ void prepare_destination(const at::Tensor& destination) {
 #ifdef MADV_POPULATE_WRITE
   ::madvise(reinterpret_cast<void*>(first), last - first, MADV_POPULATE_WRITE);
 #endif
+}
+
+constexpr uint64_t kMaxReadGap = uint64_t{1} << 20;  // unused bytes read through rather than seeking
+
+// A run of a stored tensor's flat (row-major) elements that is one whole destination parameter: stored
+// elements [first, first + flat.numel()) go to `flat`.
+struct FlatTarget {
+  at::Tensor flat;
+  int64_t first = 0;
+};
+
+// The destinations of a stored tensor as runs of its elements, found by splitting a storage-less (meta)
+// tensor of the stored shape; empty when some part or destination is not contiguous.
+std::vector<FlatTarget> flat_targets(const StoredTensor& stored, const io::SafetensorsEntry& entry,
+                                     const ParameterMap& parameters) {
+  at::Tensor probe = at::empty(entry.shape, at::TensorOptions().dtype(entry.scalar_type).device(c10::kMeta));
+  std::vector<at::Tensor> parts = split_stored(stored, probe);
+  std::vector<FlatTarget> out;
+  for (size_t p = 0; p < parts.size(); ++p) {
+    const at::Tensor& destination = parameters.at(stored.diffusers_keys[p]);
+    if (!parts[p].is_contiguous() || !destination.is_contiguous() || destination.numel() != parts[p].numel())
+      return {};
+    out.push_back({destination.detach().view(-1), parts[p].storage_offset()});
+  }
+  return out;
+}
+
+// Converts one piece of a stored tensor (whole elements, in the chunk buffer) into the destinations it
+// overlaps.
+void copy_piece(const ChunkPiece& piece, const unsigned char* chunk, const io::SafetensorsEntry& entry,
+                const std::vector<FlatTarget>& targets) {
+  const auto element_size = static_cast<uint64_t>(c10::elementSize(entry.scalar_type));
+  const auto first = static_cast<int64_t>(piece.range_offset / element_size);
+  const auto count = static_cast<int64_t>(piece.bytes / element_size);
+  const unsigned char* bytes = chunk + piece.chunk_offset;
+  const auto options = at::TensorOptions().dtype(entry.scalar_type).device(c10::kCPU);
+  at::Tensor source;
+  if (reinterpret_cast<uintptr_t>(bytes) % element_size == 0) {
+    source = at::from_blob(const_cast<unsigned char*>(bytes), {count}, options);
+  } else {  // a file whose tensors are not aligned to their element size
+    source = at::empty({count}, options);
+    std::memcpy(source.data_ptr(), bytes, piece.bytes);
+  }
+  for (const FlatTarget& target : targets) {
+    const int64_t begin = std::max(first, target.first);
+    const int64_t end = std::min(first + count, target.first + target.flat.numel());
+    if (begin < end) target.flat.narrow(0, begin - target.first, end - begin).copy_(source.narrow(0, begin - first, end - begin));
+  }
 }
 
 }  // namespace
@@ -105,7 +155,7 @@ ComponentPlan bind_plan(const ComponentPlan& plan, const WeightFiles& files, con
 }
 
 void load_parameters(const ComponentPlan& plan, const WeightFiles& files, const ParameterMap& parameters,
-                     const std::string& component) {
+                     const std::string& component, const ReadBuffers& buffers) {
   // The tables and the modules describe the same tensors; any difference is our bug.
   std::set<std::string> planned;
   KeyProblems internal;
@@ -125,22 +175,38 @@ void load_parameters(const ComponentPlan& plan, const WeightFiles& files, const 
     throw Error(ErrorKind::Runtime,
                 component + ": the key table and the module disagree (a bug): " + internal.summary());
 
-  // Read in file order: sequential I/O.
-  std::vector<const StoredTensor*> order;
-  for (const auto& stored : plan) order.push_back(&stored);
-  std::unordered_map<const StoredTensor*, std::pair<size_t, uint64_t>> position;
-  for (const auto* stored : order) {
-    size_t file = 0;
-    const auto& all = files.files();
-    const auto& path = files.path_of(stored->key);
-    while (file < all.size() && all[file] != path) ++file;
-    position[stored] = {file, files.find(stored->key)->begin};
+  torch::NoGradGuard no_grad;
+  // Where each stored tensor's elements go; tensors whose parts are not runs of its elements are
+  // copied whole through the mapping instead (none with today's transforms).
+  std::vector<ByteRange> ranges;
+  std::vector<std::vector<FlatTarget>> targets(plan.size());
+  std::vector<size_t> whole;
+  for (size_t i = 0; i < plan.size(); ++i) {
+    const WeightFiles::Item* item = files.item(plan[i].key);
+    targets[i] = flat_targets(plan[i], *item->entry, parameters);
+    if (targets[i].empty()) {
+      whole.push_back(i);
+      continue;
+    }
+    ranges.push_back({item->file, item->entry->begin, item->entry->end,
+                      static_cast<uint64_t>(c10::elementSize(item->entry->scalar_type)), i});
   }
-  std::sort(order.begin(), order.end(),
-            [&](const StoredTensor* a, const StoredTensor* b) { return position[a] < position[b]; });
+  // Large sequential reads one chunk ahead of the copies: a cold file arrives about twice as fast as
+  // through page faults on the mapping, and the conversion overlaps the reading.
+  const auto& readers = files.readers();
+  ChunkStream stream(plan_read_chunks(std::move(ranges), buffers.chunk_bytes, kMaxReadGap), buffers.chunk_bytes,
+                     buffers.count,
+                     [&](const ReadChunk& chunk, unsigned char* destination) {
+                       readers[chunk.file]->read_data(chunk.begin, destination, chunk.end - chunk.begin);
+                     },
+                     [&](const ReadChunk& chunk) {
+                       readers[chunk.file]->prefetch_data(chunk.begin, chunk.end - chunk.begin);
+                     },
+                     static_cast<size_t>(buffers.prefetch_bytes / std::max<uint64_t>(buffers.chunk_bytes, 1)));
 
-  // Zeroing fresh pages is most of the cost of loading; the kernel does it in the faulting thread, so
-  // fault the destinations in from all threads first.
+  // Zeroing fresh pages is much of the cost of loading; the kernel does it in the faulting thread, so
+  // fault the destinations in from all threads first (while the reader fills the buffers and hints
+  // the following chunks to the page cache). Measured: 0.85 s best with it, 1.10 s without.
   std::vector<at::Tensor> destinations;
   destinations.reserve(parameters.size());
   for (const auto& [key, tensor] : parameters) destinations.push_back(tensor);
@@ -148,11 +214,13 @@ void load_parameters(const ComponentPlan& plan, const WeightFiles& files, const 
     for (int64_t i = begin; i < end; ++i) prepare_destination(destinations[static_cast<size_t>(i)]);
   });
 
-  torch::NoGradGuard no_grad;
-  for (const StoredTensor* stored : order) {
-    std::vector<at::Tensor> parts = split_stored(*stored, files.view(stored->key));
-    for (size_t p = 0; p < parts.size(); ++p) parameters.at(stored->diffusers_keys[p]).copy_(parts[p]);
-    files.release(stored->key);
+  while (const unsigned char* data = stream.next())
+    for (const ChunkPiece& piece : stream.current().pieces)
+      copy_piece(piece, data, *files.item(plan[piece.id].key)->entry, targets[piece.id]);
+  for (size_t i : whole) {
+    std::vector<at::Tensor> parts = split_stored(plan[i], files.view(plan[i].key));
+    for (size_t p = 0; p < parts.size(); ++p) parameters.at(plan[i].diffusers_keys[p]).copy_(parts[p]);
+    files.release(plan[i].key);
   }
 }
 

@@ -68,6 +68,11 @@ const io::SafetensorsEntry* WeightFiles::find(const std::string& key) const {
   return it == index_.end() ? nullptr : items_[it->second].entry;
 }
 
+const WeightFiles::Item* WeightFiles::item(const std::string& key) const {
+  auto it = index_.find(key);
+  return it == index_.end() ? nullptr : &items_[it->second];
+}
+
 const fs::path& WeightFiles::path_of(const std::string& key) const {
   auto it = index_.find(key);
   if (it == index_.end()) throw Error(ErrorKind::Runtime, "WeightFiles: no tensor '" + key + "'");

@@ -66,8 +66,10 @@ int64_t SafetensorsEntry::numel() const {
 struct SafetensorsReader::Mapping {
   void* base = nullptr;
   size_t size = 0;
+  int fd = -1;  // kept open for read_data()
   ~Mapping() {
     if (base && base != MAP_FAILED) ::munmap(base, size);
+    if (fd >= 0) ::close(fd);
   }
 };
 
@@ -80,20 +82,15 @@ SafetensorsReader::SafetensorsReader(const fs::path& path) : path_(path) {
     if (errno == ENOENT) throw input_error(file, "no such file", "check the path");
     throw input_error(file, std::string("cannot open: ") + std::strerror(errno));
   }
-  struct stat st {};
-  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-    ::close(fd);
-    throw input_error(file, "not a regular file");
-  }
-  file_size_ = static_cast<uint64_t>(st.st_size);
-  if (file_size_ < 8) {
-    ::close(fd);
-    throw input_error(file, "file has " + std::to_string(file_size_) + " bytes, fewer than the 8-byte header length", hint);
-  }
   mapping_ = std::make_shared<Mapping>();
+  mapping_->fd = fd;  // closed with the mapping, on every path
+  struct stat st {};
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) throw input_error(file, "not a regular file");
+  file_size_ = static_cast<uint64_t>(st.st_size);
+  if (file_size_ < 8)
+    throw input_error(file, "file has " + std::to_string(file_size_) + " bytes, fewer than the 8-byte header length", hint);
   // Private and writable: a caller that writes into a view gets its own page, never the file's.
   mapping_->base = ::mmap(nullptr, file_size_, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
-  ::close(fd);
   if (mapping_->base == MAP_FAILED) {
     mapping_->base = nullptr;
     throw input_error(file, std::string("cannot map file: ") + std::strerror(errno));
@@ -267,6 +264,33 @@ void SafetensorsReader::release(const std::string& name) const {
   begin = (begin + page - 1) / page * page;
   end = end / page * page;
   if (end > begin) ::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
+}
+
+void SafetensorsReader::read_data(uint64_t offset, void* destination, uint64_t bytes) const {
+  const uint64_t data_size = file_size_ - data_start_;
+  if (offset > data_size || bytes > data_size - offset)
+    throw Error(ErrorKind::Runtime, "SafetensorsReader::read_data: bytes " + std::to_string(offset) + ".." +
+                                        std::to_string(offset + bytes) + " lie outside the data section of " +
+                                        path_.string());
+  auto* out = static_cast<unsigned char*>(destination);
+  uint64_t done = 0;
+  while (done < bytes) {
+    const size_t ask = static_cast<size_t>(std::min<uint64_t>(bytes - done, uint64_t{1} << 30));
+    const ssize_t got = ::pread(mapping_->fd, out + done, ask, static_cast<off_t>(data_start_ + offset + done));
+    if (got < 0 && errno == EINTR) continue;
+    if (got < 0) throw input_error(path_.string(), std::string("cannot read tensor data: ") + std::strerror(errno));
+    if (got == 0)
+      throw input_error(path_.string(),
+                        "ended at byte " + std::to_string(data_start_ + offset + done) + " of the " +
+                            std::to_string(file_size_) + " it had when opened",
+                        "the file was truncated while loading; re-download or re-export it");
+    done += static_cast<uint64_t>(got);
+  }
+}
+
+void SafetensorsReader::prefetch_data(uint64_t offset, uint64_t bytes) const {
+  ::posix_fadvise(mapping_->fd, static_cast<off_t>(data_start_ + offset), static_cast<off_t>(bytes),
+                  POSIX_FADV_WILLNEED);  // only a hint: errors are ignored
 }
 
 std::string safetensors_dtype_name(c10::ScalarType type) {

@@ -8,6 +8,7 @@
 #include "checkpoint/checkpoint_test_util.h"
 #include "dreambooth/checkpoint/convert.h"
 #include "dreambooth/checkpoint/source.h"
+#include "dreambooth/checkpoint/strict_load.h"
 #include "dreambooth/checkpoint/writer.h"
 #include "dreambooth/core/error.h"
 #include "support/golden.h"
@@ -160,6 +161,29 @@ TEST(SingleFileSd2, WithoutOpenClipExtrasEveryBlockIsUsed) {
   CheckpointSource source = open_checkpoint(dir / "sd2.safetensors");
   EXPECT_EQ(source.description.text_encoder.num_hidden_layers, 2);
   EXPECT_TRUE(source.extra_keys.empty());
+}
+
+TEST(SingleFileSd2, LoadsIntoParametersThroughSmallReadBuffers) {
+  // 4 KiB reads: most tensors straddle chunks, and the fused in_proj tensors straddle their q/k/v parts.
+  TempDir dir;
+  const ModelDescription truth = small_sd2();
+  auto weights = dreambooth::testing::random_model_tensors(truth, 13);
+  std::vector<NamedTensor> file;
+  for (auto& t : dreambooth::testing::ldm_tensors(truth, weights)) file.push_back({t.name, t.tensor.to(c10::kHalf)});
+  for (auto& extra : sd2_extras(truth)) file.push_back(extra);  // float32 tensors the plan skips
+  dreambooth::io::write_safetensors(dir / "sd2-half.safetensors", file);
+
+  CheckpointSource source = open_checkpoint(dir / "sd2-half.safetensors");
+  ReadBuffers small;
+  small.chunk_bytes = 4096;
+  small.count = 3;
+  for (Component c : kAllComponents) {
+    ParameterMap parameters;
+    for (const auto& [key, tensor] : weights[c]) parameters.emplace(key, torch::full_like(tensor, -1.0f));
+    load_parameters(source.components[c].plan, source.components[c].files, parameters, component_name(c), small);
+    for (const auto& [key, tensor] : weights[c])
+      EXPECT_TENSOR_CLOSE(parameters.at(key), tensor.to(c10::kHalf).to(c10::kFloat), kExact, key);
+  }
 }
 
 TEST(SingleFileSd1, Fp16ConversionAndPredictionOverride) {

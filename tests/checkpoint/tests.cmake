@@ -1,4 +1,5 @@
 dreambooth_add_test(key_tables_test LABELS unit SOURCES checkpoint/key_tables_test.cpp)
+dreambooth_add_test(chunked_read_test LABELS unit SOURCES checkpoint/chunked_read_test.cpp)
 dreambooth_add_test(detect_test LABELS unit SOURCES checkpoint/detect_test.cpp)
 dreambooth_add_test(single_file_test LABELS unit SOURCES checkpoint/single_file_test.cpp)
 dreambooth_add_test(stable_diffusion_test LABELS unit SOURCES checkpoint/stable_diffusion_test.cpp)

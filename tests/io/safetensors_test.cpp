@@ -133,6 +133,30 @@ TEST(Safetensors, WritingViewDoesNotTouchFile) {
   EXPECT_EQ(again.view("w")[0].item<float>(), 1.0f);
 }
 
+TEST(Safetensors, ReadDataMatchesTheMappingAndReportsAFileThatShrank) {
+  TempDir dir;
+  const fs::path path = dir / "t.safetensors";
+  write_safetensors(path, {{"a", torch::arange(10, torch::kShort)}, {"b", torch::arange(1000, torch::kFloat)}});
+  SafetensorsReader reader(path);
+  const auto& b = reader.at("b");
+  at::Tensor read = torch::empty({1000}, torch::kFloat);
+  reader.read_data(b.begin, read.data_ptr(), b.end - b.begin);
+  EXPECT_TRUE(torch::equal(read, reader.view("b")));
+  EXPECT_THROW(reader.read_data(b.end - 4, read.data_ptr(), 8), Error);  // past the data section: a bug
+
+  fs::resize_file(path, fs::file_size(path) - 100);
+  try {
+    reader.read_data(b.begin, read.data_ptr(), b.end - b.begin);
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    const std::string message = e.what();
+    EXPECT_EQ(e.kind(), ErrorKind::Input) << message;
+    EXPECT_NE(message.find("t.safetensors"), std::string::npos) << message;
+    EXPECT_NE(message.find("truncated"), std::string::npos) << message;
+    EXPECT_EQ(message.find('\n'), std::string::npos) << message;
+  }
+}
+
 TEST(Safetensors, MissingFile) {
   TempDir dir;
   std::string message = expect_input_error(dir / "nope.safetensors");

@@ -31,6 +31,7 @@ class WeightFiles {
   // File by file, each in data order: reading in this order is sequential.
   const std::vector<Item>& items() const { return items_; }
   const io::SafetensorsEntry* find(const std::string& key) const;
+  const Item* item(const std::string& key) const;  // nullptr when absent
   const std::filesystem::path& path_of(const std::string& key) const;
   const std::vector<std::shared_ptr<io::SafetensorsReader>>& readers() const { return readers_; }
   std::vector<std::filesystem::path> files() const;
