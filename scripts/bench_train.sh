@@ -9,7 +9,8 @@
 # sampling is not part of the measurement; the subject is one synthetic image. Both are noise BMPs.
 #
 # Environment: PRESET (sd15; `tiny` for a quick check of the script), RES (256), STEPS (4), THREADS
-# (default: all cores), DREAMBOOTH (build/dreambooth), KEEP=1 keeps the work folder.
+# (default: all cores), DREAMBOOTH (build/dreambooth), KEEP=1 keeps the work folder, CASES (the
+# configurations to run, default "full gradient-checkpointing lora-r4 lora-r4+grad-checkpointing").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -66,7 +67,12 @@ run_case() {
 
 echo "== dreambooth train: $preset, CPU fp32, ${res}x${res}, batch 1 + 1 prior image, $steps steps"
 printf '%-26s %10s %12s\n' "configuration" "s/step" "peak RSS MiB"
-run_case "full"
-run_case "gradient-checkpointing" --gradient-checkpointing
-run_case "lora-r4" --lora --lora-rank 4
-run_case "lora-r4+grad-checkpointing" --lora --lora-rank 4 --gradient-checkpointing
+for name in ${CASES:-full gradient-checkpointing lora-r4 lora-r4+grad-checkpointing}; do
+  case "$name" in
+    full) run_case "$name" ;;
+    gradient-checkpointing) run_case "$name" --gradient-checkpointing ;;
+    lora-r4) run_case "$name" --lora --lora-rank 4 ;;
+    lora-r4+grad-checkpointing) run_case "$name" --lora --lora-rank 4 --gradient-checkpointing ;;
+    *) echo "bench_train: unknown case $name" >&2; exit 2 ;;
+  esac
+done

@@ -2,17 +2,15 @@
 #include <chrono>
 #include <fstream>
 #include <future>
+#include <map>
 #include <random>
 
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
-#if __has_include(<torch/csrc/autograd/profiler_legacy.h>)
-#include <torch/csrc/autograd/profiler_legacy.h>
-#define DREAMBOOTH_HAS_LEGACY_PROFILER 1
-#endif
 #include <torch/torch.h>
 
 #include "command.h"
+#include "operator_profile.h"
 #include "dreambooth/core/device_memory.h"
 #include "dreambooth/core/error.h"
 #include "dreambooth/core/interrupt.h"
@@ -144,10 +142,6 @@ int run_sample(const SampleOptions& o, const CommonOptions& common) {
   // Measured on 2 cores: NHWC decodes SD1.5's VAE ~1.4x faster; the UNet is not faster (its activations are
   // small next to its weights), so it stays NCHW.
   if (device.is_cpu() && channels_last_enabled()) models::use_channels_last(*loaded.sd.vae);
-  if (device.is_cpu()) {
-    const models::PrepackSummary packed = models::prepack_convolutions(*loaded.sd.unet);
-    if (packed.layers > 0) spdlog::debug("UNet: {} convolutions prepacked for oneDNN", packed.layers);
-  }
   schedulers::SchedulerConfig scheduler_config =
       schedulers::SchedulerConfig::from_json(loaded.sd.description.scheduler, "scheduler config");
   pipelines::TextToImage pipeline(loaded.sd, *loaded.tokenizer, scheduler_config);
@@ -168,16 +162,31 @@ int run_sample(const SampleOptions& o, const CommonOptions& common) {
   spdlog::info("sampler {} ({} steps{}), cfg {}, {}x{}, seed {}", used_sampler.name, o.steps,
                schedule.config.use_karras_sigmas ? ", karras" : "", o.cfg, settings.width, settings.height, base_seed);
 
+  // Every prompt is encoded up front, so the text encoder and the VAE's encoder (which sampling never
+  // uses) give their memory back before prepacking and the activations need it.
+  std::map<std::string, double> text_encoder_seconds;
+  {
+    c10::InferenceMode encoding;
+    for (const std::string& prompt : prompts)
+      text_encoder_seconds[prompt] =
+          pipeline.remember_prompt(prompt, o.negative_prompt, o.clip_skip, settings.guidance_scale > 1.0);
+  }
+  pipeline.release_text_encoder();
+  loaded.sd.text_encoder = nullptr;
+  loaded.sd.vae->release_encoder();
+  if (device.is_cpu()) {
+    const models::PrepackSummary packed = models::prepack_convolutions(*loaded.sd.unet);
+    if (packed.layers > 0) spdlog::debug("UNet: {} convolutions prepacked for oneDNN", packed.layers);
+  }
+  return_free_memory_to_os();
+  spdlog::debug("ready to sample: resident {:.2f} GiB, peak so far {:.2f} GiB",
+                process_memory().resident_bytes / double(1 << 30), process_memory().peak_resident_bytes / double(1 << 30));
+
   std::error_code ec;
   fs::create_directories(out_dir, ec);
   if (ec) throw output_error(out_dir.string(), "cannot create output folder: " + ec.message());
 
-  // Developers: DREAMBOOTH_PROFILE=trace.json records every operator (chrome://tracing format).
-#ifdef DREAMBOOTH_HAS_LEGACY_PROFILER
-  std::unique_ptr<torch::autograd::profiler::RecordProfile> profile;
-  if (const char* trace = std::getenv("DREAMBOOTH_PROFILE"); trace && *trace)
-    profile = std::make_unique<torch::autograd::profiler::RecordProfile>(std::string(trace));
-#endif
+  OperatorProfile profile;  // DREAMBOOTH_PROFILE=trace.json
   c10::InferenceMode inference;
   size_t index = 0;
   for (const std::string& prompt : prompts) {
@@ -222,7 +231,8 @@ int run_sample(const SampleOptions& o, const CommonOptions& common) {
                                  {"steps", o.steps},      {"cfg", o.cfg},            {"sampler", used_sampler.name}};
           // Per batch: every image of a batch reports the batch's timings.
           line["batch_size"] = batch;
-          line["seconds"] = {{"text_encoder", timings.text_encoder},
+          // text_encoder: once per prompt, before the first image.
+          line["seconds"] = {{"text_encoder", text_encoder_seconds[prompt]},
                              {"denoise", timings.denoise},
                              {"per_step", timings.steps ? timings.denoise / timings.steps : 0.0},
                              {"vae_decode", timings.vae_decode}};

@@ -8,6 +8,7 @@
 #include <spdlog/spdlog.h>
 
 #include "command.h"
+#include "operator_profile.h"
 #include "dreambooth/core/config_reader.h"
 #include "dreambooth/core/error.h"
 #include "dreambooth/train/dreambooth_trainer.h"
@@ -91,6 +92,7 @@ train::TrainOptions resolve_options(TrainFlags& f, const CommonOptions& common) 
 
 int run_train(TrainFlags& flags, const CommonOptions& common) {
   const train::TrainOptions options = resolve_options(flags, common);
+  OperatorProfile profile;  // DREAMBOOTH_PROFILE=trace.json
   const train::TrainResult result = train::train_dreambooth(options);
   spdlog::info("done: {} steps; prompt with '{}'", result.steps, result.instance_prompt);
   const bool lora = !result.lora_path.empty();

@@ -7,6 +7,7 @@
 #include <spdlog/spdlog.h>
 
 #include "command.h"
+#include "dreambooth/core/cpu_allocator.h"
 #include "dreambooth/core/error.h"
 #include "dreambooth/core/interrupt.h"
 #include "dreambooth/core/logging.h"
@@ -66,6 +67,7 @@ int main(int argc, char** argv) {
   setup_logging(common.quiet ? Verbosity::Quiet : common.verbose ? Verbosity::Verbose : Verbosity::Normal);
   try {
     configure_threads(common.threads);
+    install_caching_cpu_allocator();
     install_interrupt_handlers();
     for (auto& [command, runner] : runners)
       if (command->parsed()) return runner();

@@ -7,5 +7,6 @@ set(DREAMBOOTH_CLI_SOURCES
   src/cli/cmd_tokens.cpp
   src/cli/cmd_train.cpp
   src/cli/common.cpp
+  src/cli/operator_profile.cpp
   src/cli/tokenizer_files.cpp
 )

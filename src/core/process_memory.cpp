@@ -1,7 +1,14 @@
 #include "dreambooth/core/process_memory.h"
 
+#include "dreambooth/core/cpu_allocator.h"
+
 #include <cstdio>
 #include <cstring>
+
+#if defined(__GLIBC__) && __has_include(<malloc.h>)
+#include <malloc.h>
+#define DREAMBOOTH_HAS_MALLOC_TRIM 1
+#endif
 
 namespace dreambooth {
 
@@ -17,6 +24,13 @@ ProcessMemory process_memory() {
   }
   std::fclose(status);
   return memory;
+}
+
+void return_free_memory_to_os() {
+  release_cached_cpu_memory();
+#ifdef DREAMBOOTH_HAS_MALLOC_TRIM
+  malloc_trim(0);
+#endif
 }
 
 }  // namespace dreambooth

@@ -1,6 +1,7 @@
 list(APPEND DREAMBOOTH_SOURCES
   src/core/atomic_file.cpp
   src/core/config_reader.cpp
+  src/core/cpu_allocator.cpp
   src/core/device_memory.cpp
   src/core/error.cpp
   src/core/interrupt.cpp

@@ -2,6 +2,8 @@
 
 #include <torch/torch.h>
 
+#include "dreambooth/models/inference_ops.h"
+
 namespace dreambooth::models {
 
 namespace {
@@ -55,7 +57,8 @@ at::Tensor VaeEncoderImpl::forward(const at::Tensor& image) {
   for (size_t i = 0; i < down_blocks->size(); ++i) h = down_blocks->ptr<DownBlock2DImpl>(i)->forward(h);
   // --- mid, out: [B, Clast, h, w] -> [B, 2*latent, h, w]
   h = mid_block(h);
-  return conv_out(torch::silu(conv_norm_out(h)));
+  h = silu_of_fresh(conv_norm_out(h));
+  return conv_out(h);
 }
 
 VaeDecoderImpl::VaeDecoderImpl(const VaeConfig& config) {
@@ -84,8 +87,9 @@ at::Tensor VaeDecoderImpl::forward(const at::Tensor& z) {
   at::Tensor h = mid_block(conv_in(z));
   // --- up: double the resolution after every block but the last
   for (size_t i = 0; i < up_blocks->size(); ++i) h = up_blocks->ptr<UpBlock2DImpl>(i)->forward(h);
-  // --- out: [B, C0, H, W] -> [B, 3, H, W]
-  return conv_out(torch::silu(conv_norm_out(h)));
+  // --- out: [B, C0, H, W] -> [B, 3, H, W]; h is dropped before the convolution allocates its output
+  h = silu_of_fresh(conv_norm_out(h));
+  return conv_out(h);
 }
 
 AutoencoderKLImpl::AutoencoderKLImpl(const VaeConfig& config) : config_(config) {
@@ -97,7 +101,16 @@ AutoencoderKLImpl::AutoencoderKLImpl(const VaeConfig& config) : config_(config) 
   post_quant_conv = register_module("post_quant_conv", Conv2d(latent, latent, 1));
 }
 
+void AutoencoderKLImpl::release_encoder() {
+  if (!encoder) return;
+  unregister_module("encoder");
+  unregister_module("quant_conv");
+  encoder = nullptr;
+  quant_conv = nullptr;
+}
+
 LatentDistribution AutoencoderKLImpl::encode(const at::Tensor& image) {
+  TORCH_CHECK(encoder, "AutoencoderKL: the encoder was released (decode-only)");
   LatentDistribution d;
   d.moments = quant_conv(encoder(image));
   // [B, 2*latent, h, w] -> 2 x [B, latent, h, w]

@@ -2,6 +2,8 @@
 
 #include <torch/torch.h>
 
+#include "dreambooth/models/inference_ops.h"
+
 namespace dreambooth::models {
 
 ResnetBlock2DImpl::ResnetBlock2DImpl(const ResnetBlockOptions& o) : output_scale_factor_(o.output_scale_factor) {
@@ -15,14 +17,18 @@ ResnetBlock2DImpl::ResnetBlock2DImpl(const ResnetBlockOptions& o) : output_scale
 }
 
 at::Tensor ResnetBlock2DImpl::forward(const at::Tensor& x, const at::Tensor& temb) {
-  at::Tensor h = conv1(torch::silu(norm1(x)));
+  // Each intermediate is dropped as soon as the next exists (see inference_ops.h).
+  at::Tensor h = silu_of_fresh(norm1(x));
+  h = conv1(h);
   if (time_emb_proj) {
     // [B, Cout] -> [B, Cout, 1, 1], broadcast over the image
-    h = h + time_emb_proj(torch::silu(temb)).unsqueeze(-1).unsqueeze(-1);
+    h = add_to_fresh(std::move(h), time_emb_proj(torch::silu(temb)).unsqueeze(-1).unsqueeze(-1));
   }
-  h = conv2(torch::silu(norm2(h)));  // dropout p=0 in every SD model
-  at::Tensor out = (conv_shortcut ? conv_shortcut(x) : x) + h;
-  return output_scale_factor_ == 1.0 ? out : out / output_scale_factor_;
+  h = silu_of_fresh(norm2(h));
+  h = conv2(h);  // dropout p=0 in every SD model
+  h = add_to_fresh(std::move(h), conv_shortcut ? conv_shortcut(x) : x);
+  if (output_scale_factor_ == 1.0) return h;
+  return autograd_records() ? h / output_scale_factor_ : h.div_(output_scale_factor_);
 }
 
 Downsample2DImpl::Downsample2DImpl(int64_t channels, DownsamplePadding padding) : padding_(padding) {

@@ -4,6 +4,7 @@ list(APPEND DREAMBOOTH_SOURCES
   src/models/checkpointing.cpp
   src/models/clip_text_config.cpp
   src/models/clip_text_model.cpp
+  src/models/inference_ops.cpp
   src/models/init.cpp
   src/models/layers.cpp
   src/models/memory_format.cpp

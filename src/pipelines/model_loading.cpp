@@ -4,6 +4,7 @@
 #include <torch/torch.h>
 
 #include "dreambooth/core/error.h"
+#include "dreambooth/core/process_memory.h"
 
 namespace fs = std::filesystem;
 
@@ -67,6 +68,9 @@ LoadedModel load_model(const ModelRequest& request) {
     if (loaded.sd.description.vae.force_upcast) options.dtype = c10::kFloat;
     loaded.sd.vae = checkpoint::load_stable_diffusion(options).vae;
   }
+  // The layers' first, never touched allocations were replaced by the loaded weights: hand them back and
+  // let the caching allocator's peak start from the model.
+  return_free_memory_to_os();
   if (request.need_tokenizer)
     loaded.tokenizer = load_model_tokenizer(loaded.resolved_path, loaded.sd.description.layout ==
                                                                       checkpoint::Layout::Diffusers,

@@ -5,6 +5,7 @@
 #include <torch/torch.h>
 
 #include "dreambooth/core/error.h"
+#include "dreambooth/core/process_memory.h"
 #include "dreambooth/core/runtime.h"
 #include "dreambooth/pipelines/noise.h"
 
@@ -36,18 +37,40 @@ std::vector<int64_t> TextToImage::latent_shape(int width, int height) const {
   return {1, model_.description.unet.in_channels, height / factor, width / factor};
 }
 
-at::Tensor TextToImage::encode_prompt(const std::string& prompt, const std::string& negative_prompt, int clip_skip,
-                                      bool guidance, int64_t batch) const {
+at::Tensor TextToImage::run_text_encoder(const PromptKey& key) const {
+  const auto& [prompt, negative_prompt, clip_skip, guidance] = key;
+  if (!model_.text_encoder)
+    throw Error(ErrorKind::Runtime, "the text encoder was released and this prompt was not encoded before: \"" +
+                                        prompt + "\"");
   const int max_length = model_.description.text_encoder.max_position_embeddings;
   std::vector<std::string> texts;
   if (guidance) texts.push_back(negative_prompt);
   texts.push_back(prompt);
   const c10::Device device = device_of(*model_.text_encoder);
   at::Tensor ids = tokenizer_.encode_batch(texts, max_length).to(device);
-  at::Tensor states = model_.text_encoder->encode_prompt(ids, clip_skip);  // [1|2, L, D]
+  return model_.text_encoder->encode_prompt(ids, clip_skip);  // [1|2, L, D]
+}
+
+at::Tensor TextToImage::encode_prompt(const std::string& prompt, const std::string& negative_prompt, int clip_skip,
+                                      bool guidance, int64_t batch) const {
+  const PromptKey key{prompt, negative_prompt, clip_skip, guidance};
+  auto found = remembered_prompts_.find(key);
+  const at::Tensor states = found != remembered_prompts_.end() ? found->second : run_text_encoder(key);
   // [uncond x B; cond x B], the reference's order for num_images_per_prompt = B.
   return states.repeat_interleave(batch, 0);
 }
+
+double TextToImage::remember_prompt(const std::string& prompt, const std::string& negative_prompt, int clip_skip,
+                                    bool guidance) {
+  const PromptKey key{prompt, negative_prompt, clip_skip, guidance};
+  if (remembered_prompts_.count(key)) return 0.0;
+  const auto start = std::chrono::steady_clock::now();
+  remembered_prompts_[key] = run_text_encoder(key);
+  if (model_.text_encoder) synchronize(device_of(*model_.text_encoder));
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+void TextToImage::release_text_encoder() { model_.text_encoder = nullptr; }
 
 const schedulers::SamplerInfo& TextToImage::sampler_for(const GenerationSettings& settings) const {
   if (settings.sampler) return *settings.sampler;
@@ -119,6 +142,8 @@ std::vector<io::Image> TextToImage::generate(const GenerationSettings& settings,
   start = Clock::now();
   at::Tensor latents = denoise(embeddings, noise, settings, noise_source, progress);
   spent.denoise = since(start);
+  // The decoder's full-resolution tensors are fresh mappings: give it the pages the UNet's steps freed.
+  if (device.is_cpu()) return_free_memory_to_os();
   start = Clock::now();
   at::Tensor decoded = decode(latents);
   spent.vae_decode = since(start);

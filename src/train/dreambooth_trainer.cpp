@@ -313,7 +313,7 @@ TrainResult train_dreambooth(TrainOptions options, const TrainHooks& hooks) {
                     options.steps - start_step, options.quiet);
   while (run.step < options.steps) {
     const auto step_started = std::chrono::steady_clock::now();
-    optimizer->zero_grad();
+    release_gradients(*optimizer);
     StepMetrics m;
     m.step = run.step + 1;
     m.lr = lr_schedule.lr(run.step);

@@ -74,6 +74,11 @@ void set_learning_rate(torch::optim::Optimizer& optimizer, double lr) {
   for (auto& group : optimizer.param_groups()) group.options().set_lr(lr);
 }
 
+void release_gradients(torch::optim::Optimizer& optimizer) {
+  for (auto& group : optimizer.param_groups())
+    for (auto& p : group.params()) p.mutable_grad().reset();
+}
+
 at::Tensor total_grad_norm(const std::vector<at::Tensor>& parameters) {
   torch::NoGradGuard no_grad;
   std::vector<at::Tensor> norms;

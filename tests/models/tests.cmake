@@ -6,3 +6,4 @@ dreambooth_add_test(clip_text_model_parity_test LABELS parity SOURCES models/cli
 dreambooth_add_test(unet_parity_test LABELS parity SOURCES models/unet_parity_test.cpp)
 dreambooth_add_test(vae_parity_test LABELS parity SOURCES models/vae_parity_test.cpp)
 dreambooth_add_test(onednn_prepack_test LABELS unit SOURCES models/onednn_prepack_test.cpp)
+dreambooth_add_test(inference_ops_test LABELS unit SOURCES models/inference_ops_test.cpp)

@@ -75,6 +75,9 @@ class AutoencoderKLImpl : public torch::nn::Module {
   LatentDistribution encode(const at::Tensor& image);
   // unscaled latents z [B, latent_channels, h, w] -> image [B, 3, h*f, w*f], roughly in [-1, 1]
   at::Tensor decode(const at::Tensor& z);
+  // Frees the encoder and quant_conv (a third of the VAE's weights) where only decode() is needed, as in
+  // sampling. encode() fails afterwards, and the module's state_dict no longer holds their keys.
+  void release_encoder();
 
   const VaeConfig& config() const { return config_; }
 

@@ -5,7 +5,9 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include <ATen/core/Tensor.h>
@@ -51,12 +53,20 @@ using UNetObserver = std::function<void(const at::Tensor& input, const at::Tenso
 class TextToImage {
  public:
   // The model's three components must be loaded; its VAE may be in another dtype (upcast) than the UNet.
+  // The VAE's encoder may have been released.
   TextToImage(const checkpoint::StableDiffusion& model, const text::Tokenizer& tokenizer,
               schedulers::SchedulerConfig scheduler_config);
 
   // [uncond; cond] rows (uncond only when guidance is on), each repeated `batch` times: [(1|2)*B, L, D].
   at::Tensor encode_prompt(const std::string& prompt, const std::string& negative_prompt, int clip_skip,
                            bool guidance, int64_t batch = 1) const;
+
+  // Encodes a prompt pair now and keeps its states, so that later generate() calls with it need no text
+  // encoder. Returns the seconds the encoding took.
+  double remember_prompt(const std::string& prompt, const std::string& negative_prompt, int clip_skip, bool guidance);
+  // Drops this pipeline's reference to the text encoder (~0.5 GB for SD1.5 in fp32; freed once the caller
+  // drops its own): only remembered prompts can be generated afterwards.
+  void release_text_encoder();
 
   const schedulers::SamplerInfo& sampler_for(const GenerationSettings& settings) const;
   schedulers::Schedule schedule_for(const GenerationSettings& settings) const;
@@ -81,7 +91,11 @@ class TextToImage {
   std::vector<int64_t> latent_shape(int width, int height) const;
 
  private:
+  using PromptKey = std::tuple<std::string, std::string, int, bool>;  // prompt, negative, clip skip, guidance
+  at::Tensor run_text_encoder(const PromptKey& key) const;
+
   checkpoint::StableDiffusion model_;  // shares the modules with the caller
+  std::map<PromptKey, at::Tensor> remembered_prompts_;  // [1|2, L, D]
   const text::Tokenizer& tokenizer_;
   schedulers::SchedulerConfig scheduler_config_;
   UNetObserver observer_;

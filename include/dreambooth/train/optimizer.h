@@ -29,6 +29,12 @@ std::unique_ptr<torch::optim::Optimizer> make_optimizer(const TrainableParameter
                                                         const TrainOptions& options);
 void set_learning_rate(torch::optim::Optimizer& optimizer, double lr);
 
+// Drops the gradients of the optimizer's parameters (PyTorch's zero_grad(set_to_none=True), LibTorch 2.x's
+// default). Backward then hands its gradient buffers over instead of adding them into zeroed ones (two
+// passes over every weight saved), and no gradient memory is held during the forward pass. As in PyTorch,
+// a parameter that receives no gradient in a step is skipped by the optimizer.
+void release_gradients(torch::optim::Optimizer& optimizer);
+
 // Bytes the two moments take once every parameter has stepped. fp32 AdamW: 2 * numel * element size;
 // 8-bit: 2 * numel + 2 * 4 * ceil(numel / 256) for tensors of >= 4096 elements, 8 * numel below.
 int64_t planned_optimizer_state_bytes(const std::vector<at::Tensor>& parameters, bool eight_bit);
