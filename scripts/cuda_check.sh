@@ -151,9 +151,10 @@ print("train %-34s %.3f s/step (%.2f steps/s), peak VRAM %.2f GiB, last loss %.4
     [[ $case == *+cache-latents* ]] && flags+=(--cache-latents)
     train_case "$case" "${flags[@]}"
   done
-  "$db" sample --model "$work/train-bf16+gradckpt/model.safetensors" --prompt "a photo of sks dog" --steps 4 \
+  first=${cases%% *}
+  "$db" sample --model "$work/train-$first/model.safetensors" --prompt "a photo of sks dog" --steps 4 \
     --width 512 --height 512 --device cuda --seed 5 --out "$work/from-train" --overwrite --quiet >"$logs/sample-trained.log" 2>&1 &&
-    note "sample from the bf16-trained model: ok" || note "sample from the bf16-trained model FAILED: $(tail -2 "$logs/sample-trained.log")"
+    note "sample from the $first-trained model: ok" || note "sample from the $first-trained model FAILED: $(tail -2 "$logs/sample-trained.log")"
 fi
 
 if want suite; then

@@ -4,6 +4,7 @@
 
 #include "dreambooth/core/atomic_file.h"
 #include "dreambooth/core/error.h"
+#include "dreambooth/core/remove_tree.h"
 
 namespace fs = std::filesystem;
 
@@ -112,7 +113,7 @@ void move_folder_into_place(const fs::path& temp, const fs::path& target) {
     if (!old.empty()) fs::rename(old, target, restore);
     throw output_error(target.string(), "cannot move the finished folder into place: " + ec.message());
   }
-  if (!old.empty()) fs::remove_all(old, ec);
+  if (!old.empty()) ec = remove_tree(old);
 }
 
 }  // namespace
@@ -172,7 +173,7 @@ void write_diffusers(const ModelDescription& d, const PerComponent<TensorMap>& t
     move_folder_into_place(temp, folder);
   } catch (...) {
     std::error_code ec;
-    fs::remove_all(temp, ec);
+    ec = remove_tree(temp);
     throw;
   }
 }

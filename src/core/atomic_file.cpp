@@ -9,6 +9,7 @@
 #include <system_error>
 
 #include "dreambooth/core/error.h"
+#include "dreambooth/core/remove_tree.h"
 
 namespace fs = std::filesystem;
 
@@ -84,7 +85,7 @@ AtomicPath::AtomicPath(fs::path target) : target_(std::move(target)) {
 AtomicPath::~AtomicPath() {
   if (!committed_) {
     std::error_code ec;
-    fs::remove_all(temp_, ec);
+    ec = remove_tree(temp_);
   }
 }
 
@@ -92,7 +93,7 @@ void AtomicPath::commit() {
   if (!fs::exists(temp_)) throw output_error(target_.string(), "nothing was written");
   if (fs::is_regular_file(temp_)) fsync_path(temp_);
   std::error_code ec;
-  if (fs::is_directory(target_) && fs::is_directory(temp_)) fs::remove_all(target_, ec);
+  if (fs::is_directory(target_) && fs::is_directory(temp_)) ec = remove_tree(target_);
   rename_into_place(temp_, target_);
   committed_ = true;
 }

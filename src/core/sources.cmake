@@ -8,6 +8,7 @@ list(APPEND DREAMBOOTH_SOURCES
   src/core/logging.cpp
   src/core/process_memory.cpp
   src/core/progress.cpp
+  src/core/remove_tree.cpp
   src/core/runtime.cpp
   src/core/sha256.cpp
   src/core/torch_compat.cpp

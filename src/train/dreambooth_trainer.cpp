@@ -17,6 +17,7 @@
 #include "dreambooth/core/error.h"
 #include "dreambooth/core/interrupt.h"
 #include "dreambooth/core/progress.h"
+#include "dreambooth/core/remove_tree.h"
 #include "dreambooth/core/runtime.h"
 #include "dreambooth/pipelines/model_hash.h"
 #include "dreambooth/pipelines/model_loading.h"
@@ -59,7 +60,7 @@ void prepare_output_folder(const TrainOptions& options) {
     if (!earlier.empty() && !options.overwrite)
       throw usage_error(output.string() + " holds an earlier training run (" + earlier.front().filename().string() + ")",
                         "continue it with --resume latest, or start over with --overwrite");
-    for (const fs::path& path : earlier) fs::remove_all(path, ec);
+    for (const fs::path& path : earlier) ec = remove_tree(path);
   }
   fs::create_directories(output, ec);
   if (ec) throw output_error(output.string(), "cannot create the output folder: " + ec.message());

@@ -4,6 +4,7 @@
 #include <torch/torch.h>
 
 #include "dreambooth/core/torch_compat.h"
+#include "dreambooth/train/finite.h"
 
 namespace dreambooth::train {
 
@@ -38,7 +39,7 @@ bool LossScaler::unscale_and_check(const std::vector<at::Tensor>& parameters) co
     at::Tensor g = p.grad();
     if (!g.defined()) continue;
     if (enabled_) g.mul_(1.0 / scale_);
-    if (finite && !torch::isfinite(g).all().item<bool>()) finite = false;
+    if (finite && !all_finite(g)) finite = false;
   }
   return finite;
 }

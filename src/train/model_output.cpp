@@ -5,6 +5,8 @@
 
 #include "dreambooth/core/atomic_file.h"
 #include "dreambooth/core/error.h"
+#include "dreambooth/core/remove_tree.h"
+#include "dreambooth/train/finite.h"
 
 namespace fs = std::filesystem;
 
@@ -24,7 +26,7 @@ void copy_tokenizer_files(const fs::path& source, const fs::path& folder) {
 bool module_finite(torch::nn::Module* module) {
   if (!module) return true;
   for (const auto& p : module->parameters())
-    if (p.is_floating_point() && !torch::isfinite(p).all().item<bool>()) return false;
+    if (!all_finite(p)) return false;
   return true;
 }
 
@@ -36,10 +38,11 @@ void copy_tokenizer(const fs::path& source, const fs::path& destination) {
   try {
     fs::create_directories(temp);
     copy_tokenizer_files(source, temp);
-    if (fs::exists(destination)) fs::remove_all(destination);
+    if (const std::error_code removed = remove_tree(destination))
+      throw output_error(destination.string(), "cannot replace: " + removed.message());
     fs::rename(temp, destination);
   } catch (const fs::filesystem_error& e) {
-    fs::remove_all(temp, ec);
+    ec = remove_tree(temp);
     throw output_error(destination.string(), std::string("cannot copy the tokenizer: ") + e.what());
   }
 }

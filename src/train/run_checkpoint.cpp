@@ -11,6 +11,7 @@
 
 #include "dreambooth/core/atomic_file.h"
 #include "dreambooth/core/error.h"
+#include "dreambooth/core/remove_tree.h"
 #include "dreambooth/io/safetensors.h"
 #include "dreambooth/train/optimizer.h"
 
@@ -108,15 +109,15 @@ void save_run_checkpoint(const fs::path& folder, const TrainableParameters& trai
       const fs::path old = unique_temp_sibling(folder);
       fs::rename(folder, old);
       fs::rename(temp, folder);
-      fs::remove_all(old, ec);
+      ec = remove_tree(old);
     } else {
       fs::rename(temp, folder);
     }
   } catch (const fs::filesystem_error& e) {
-    fs::remove_all(temp, ec);
+    ec = remove_tree(temp);
     throw output_error(folder.string(), std::string("cannot write the checkpoint: ") + e.what());
   } catch (...) {
-    fs::remove_all(temp, ec);
+    ec = remove_tree(temp);
     throw;
   }
 }
@@ -197,7 +198,7 @@ void prune_checkpoints(const fs::path& output, int keep) {
   auto all = list_checkpoints(output);
   for (size_t i = 0; i + keep < all.size(); ++i) {
     std::error_code ec;
-    fs::remove_all(all[i].second, ec);
+    ec = remove_tree(all[i].second);
     if (ec) spdlog::warn("cannot remove old checkpoint {}: {}", all[i].second.string(), ec.message());
   }
 }

@@ -4,6 +4,7 @@ list(APPEND DREAMBOOTH_SOURCES
   src/train/class_images.cpp
   src/train/dataset.cpp
   src/train/dreambooth_trainer.cpp
+  src/train/finite.cpp
   src/train/identifier.cpp
   src/train/image_transforms.cpp
   src/train/loss_plot.cpp

@@ -12,6 +12,7 @@
 #include <sys/wait.h>
 
 #include "dreambooth/core/config_reader.h"
+#include "dreambooth/core/remove_tree.h"
 
 namespace fs = std::filesystem;
 
@@ -77,7 +78,7 @@ TempDir::TempDir() {
 
 TempDir::~TempDir() {
   std::error_code ec;
-  fs::remove_all(path_, ec);
+  ec = remove_tree(path_);
 }
 
 namespace {

@@ -82,8 +82,9 @@ double q8_check_round_trip(const at::Tensor& x, bool is_signed, const char* labe
   // Exact zeros stay zero; the block maximum itself (value / absmax = 1) is exact.
   EXPECT_EQ(back.reshape({-1}).masked_select(flat == 0).abs().sum().item<double>(), 0.0) << label;
   const at::Tensor at_max = flat == scale;
-  if (at_max.any().item<bool>())
+  if (at_max.any().item<bool>()) {
     EXPECT_EQ(max_abs_diff(back.reshape({-1}).masked_select(at_max), flat.masked_select(at_max)), 0.0) << label;
+  }
   return worst;
 }
 
@@ -195,15 +196,17 @@ TEST(AdamW8bit, FirstStepEqualsAdamW) {
     const double diff = max_abs_diff(a, b);
     std::printf("[step %d] max |AdamW8bit - AdamW| = %.3g (update ~%.3g)\n", step + 1, diff,
                 (a - init).abs().max().item<double>());
-    if (step == 0) EXPECT_TENSOR_CLOSE(b, a, kFirstStepAtol, "first step, 8-bit moments");
+    if (step == 0) {
+      EXPECT_TENSOR_CLOSE(b, a, kFirstStepAtol, "first step, 8-bit moments");
+    }
     EXPECT_EQ(max_abs_diff(sa, sb), 0.0) << "fp32 moments of a small tensor are AdamW's exactly";
   }
   const auto& state = static_cast<train::AdamW8bitParamState&>(
-      *eight_bit.state().at(c10::guts::to_string(b.unsafeGetTensorImpl())));
+      *eight_bit.state().at(train::optimizer_state_key(b)));
   EXPECT_TRUE(state.quantized());
   EXPECT_EQ(state.step(), 2);
   EXPECT_FALSE(static_cast<train::AdamW8bitParamState&>(
-                   *eight_bit.state().at(c10::guts::to_string(sb.unsafeGetTensorImpl())))
+                   *eight_bit.state().at(train::optimizer_state_key(sb)))
                    .quantized());
 }
 

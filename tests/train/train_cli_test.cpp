@@ -188,7 +188,9 @@ TEST(TrainCli, EightBitAdamTrainsFullAndLora) {
     for (std::string line; std::getline(metrics, line); ++lines) {
       const nlohmann::json j = nlohmann::json::parse(line);
       EXPECT_TRUE(std::isfinite(j.at("loss").get<double>())) << line;
-      if (lines == 0) EXPECT_GT(j.at("optimizer_state_bytes").get<int64_t>(), 0) << line;
+      if (lines == 0) {
+        EXPECT_GT(j.at("optimizer_state_bytes").get<int64_t>(), 0) << line;
+      }
     }
     EXPECT_EQ(lines, 2);
     std::ifstream options_file(dir / (lora ? "lora" : "full") / "options.json");

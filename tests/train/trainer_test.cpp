@@ -255,7 +255,9 @@ TEST(Trainer, EightBitAdamResumesBitForBit) {
     const nlohmann::json j = nlohmann::json::parse(line);
     EXPECT_TRUE(std::isfinite(j.at("loss").get<double>()));
     EXPECT_EQ(j.contains("optimizer_state_bytes"), lines == 0) << line;
-    if (lines == 0) EXPECT_GT(j.at("optimizer_state_bytes").get<int64_t>(), 0);
+    if (lines == 0) {
+      EXPECT_GT(j.at("optimizer_state_bytes").get<int64_t>(), 0);
+    }
   }
   EXPECT_EQ(lines, 4);
 }
