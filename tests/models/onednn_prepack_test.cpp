@@ -24,7 +24,8 @@ constexpr double kPrepackAtol = 1e-5;
 }  // namespace
 
 TEST(OnednnPrepack, ConvolutionsMatchThePlainOnesAndReleaseTheirWeights) {
-  if (!dm::prepack_available()) GTEST_SKIP() << "this LibTorch has no oneDNN";
+  if (!dm::prepack_available())
+    GTEST_SKIP() << "prepacking unavailable: this LibTorch has no oneDNN, or DREAMBOOTH_PREPACK=0";
   torch::manual_seed(3);
   for (const auto& [stride, padding, kernel] : std::vector<std::tuple<int, int, int>>{{1, 1, 3}, {2, 1, 3}, {1, 0, 1}}) {
     dm::Conv2d conv(16, 24, kernel, stride, padding);
@@ -48,7 +49,8 @@ TEST(OnednnPrepack, ConvolutionsMatchThePlainOnesAndReleaseTheirWeights) {
 
 TEST(OnednnPrepackParity, UnetMatchesReference) {
   REQUIRE_GOLDEN();
-  if (!dm::prepack_available()) GTEST_SKIP() << "this LibTorch has no oneDNN";
+  if (!dm::prepack_available())
+    GTEST_SKIP() << "prepacking unavailable: this LibTorch has no oneDNN, or DREAMBOOTH_PREPACK=0";
   std::ifstream in(golden_path("tiny-sd1/unet/config.json"));
   dm::UNet2DConditionModel unet(dm::UNetConfig::from_json(nlohmann::json::parse(in), "unet/config.json"));
   ASSERT_TRUE(dreambooth::testing::load_module_weights(
