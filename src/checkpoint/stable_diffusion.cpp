@@ -1,12 +1,11 @@
 #include "dreambooth/checkpoint/stable_diffusion.h"
 
-#include <sys/mman.h>
-
 #include <algorithm>
 
 #include <torch/torch.h>
 
 #include "dreambooth/core/error.h"
+#include "dreambooth/core/huge_pages.h"
 
 namespace dreambooth::checkpoint {
 namespace {
@@ -22,7 +21,6 @@ TensorMap parameters_of(const torch::nn::Module& module) {
 // those parts fault in 4 KiB at a time, and on some virtual machines a first-touch fault costs ~20 us:
 // for SD1.5 that was seconds of a load. The block holds no data yet (the loader fills it).
 void pack_parameters_in_huge_pages(torch::nn::Module& module) {
-  constexpr uint64_t kHuge = uint64_t{2} << 20;
   constexpr int64_t kAlignBytes = 64;
   std::vector<at::Tensor> parameters = module.parameters(true);
   if (parameters.empty() || !parameters[0].device().is_cpu()) return;
@@ -35,15 +33,13 @@ void pack_parameters_in_huge_pages(torch::nn::Module& module) {
     offsets.push_back(total);
     total += (p.numel() * element + kAlignBytes - 1) / kAlignBytes * kAlignBytes / element;
   }
-  const uint64_t bytes = std::max<uint64_t>(kHuge, (static_cast<uint64_t>(total * element) + kHuge - 1) / kHuge * kHuge);
-  void* mapping = ::mmap(nullptr, bytes + kHuge, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  if (mapping == MAP_FAILED) return;  // keep the separate allocations
-  auto* aligned = reinterpret_cast<void*>((reinterpret_cast<uintptr_t>(mapping) + kHuge - 1) / kHuge * kHuge);
-#ifdef MADV_HUGEPAGE
-  ::madvise(aligned, bytes, MADV_HUGEPAGE);
-#endif
+  // Whole huge pages, so the block's last one is a huge page too.
+  const size_t used = static_cast<size_t>(total * element);
+  const size_t bytes = std::max(kHugePageBytes, (used + kHugePageBytes - 1) / kHugePageBytes * kHugePageBytes);
+  void* block_memory = map_huge_page_aligned(bytes);
+  if (!block_memory) return;  // keep the separate allocations
   at::Tensor block = at::from_blob(
-      aligned, {total}, [mapping, bytes](void*) { ::munmap(mapping, bytes + kHuge); },
+      block_memory, {total}, [bytes](void* memory) { unmap_pages(memory, bytes); },
       at::TensorOptions().dtype(dtype).device(c10::kCPU));
   torch::NoGradGuard no_grad;
   for (size_t i = 0; i < parameters.size(); ++i)

@@ -3,9 +3,9 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
-#include <algorithm>
 #include <functional>
 #include <list>
 #include <map>
@@ -18,42 +18,29 @@
 #include <c10/core/CPUAllocator.h>
 #include <c10/util/Exception.h>
 
+#include "dreambooth/core/huge_pages.h"
+
 namespace dreambooth {
 namespace {
 
-constexpr size_t kHugePage = size_t{2} << 20;
 constexpr size_t kSmallGranule = size_t{64} << 10;
 
 size_t round_up(size_t n, size_t multiple) { return (n + multiple - 1) / multiple * multiple; }
 
 // Requests from 4 MiB up are rounded to whole huge pages, smaller ones to 64 KiB: at most 1/3 wasted.
 size_t block_size_for(size_t bytes) {
-  return bytes >= 2 * kHugePage ? round_up(bytes, kHugePage) : round_up(bytes, kSmallGranule);
+  return bytes >= 2 * kHugePageBytes ? round_up(bytes, kHugePageBytes) : round_up(bytes, kSmallGranule);
 }
 
 // A reused block may be this much larger than the request (sizes recur exactly from step to step; a bit of
 // slack lets close sizes share).
 bool fits(size_t block, size_t wanted) { return block >= wanted && block - wanted <= wanted / 8; }
 
+// Blocks from one huge page up start on a huge-page boundary; smaller ones are plain mappings.
 void* map_block(size_t size) {
-  if (size < kHugePage) {
-    void* p = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    return p == MAP_FAILED ? nullptr : p;
-  }
-  // Over-map by one huge page and trim, so the block starts on a 2 MiB boundary.
-  const size_t span = size + kHugePage;
-  void* raw = mmap(nullptr, span, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  if (raw == MAP_FAILED) return nullptr;
-  const auto start = reinterpret_cast<uintptr_t>(raw);
-  const uintptr_t aligned = round_up(start, kHugePage);
-  if (aligned > start) munmap(raw, aligned - start);
-  const uintptr_t tail = start + span - (aligned + size);
-  if (tail > 0) munmap(reinterpret_cast<void*>(aligned + size), tail);
-  void* block = reinterpret_cast<void*>(aligned);
-#ifdef MADV_HUGEPAGE
-  madvise(block, size, MADV_HUGEPAGE);
-#endif
-  return block;
+  if (size >= kHugePageBytes) return map_huge_page_aligned(size);
+  void* p = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  return p == MAP_FAILED ? nullptr : p;
 }
 
 // One lock for the registry of live blocks and every allocator's cache: requests are >= 1 MiB, so it is

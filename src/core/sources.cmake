@@ -4,6 +4,7 @@ list(APPEND DREAMBOOTH_SOURCES
   src/core/cpu_allocator.cpp
   src/core/device_memory.cpp
   src/core/error.cpp
+  src/core/huge_pages.cpp
   src/core/interrupt.cpp
   src/core/logging.cpp
   src/core/process_memory.cpp

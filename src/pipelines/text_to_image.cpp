@@ -66,7 +66,7 @@ double TextToImage::remember_prompt(const std::string& prompt, const std::string
   if (remembered_prompts_.count(key)) return 0.0;
   const auto start = std::chrono::steady_clock::now();
   remembered_prompts_[key] = run_text_encoder(key);
-  if (model_.text_encoder) synchronize(device_of(*model_.text_encoder));
+  synchronize(device_of(*model_.text_encoder));
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
 
