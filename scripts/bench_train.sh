@@ -11,6 +11,11 @@
 # Environment: PRESET (sd15; `tiny` for a quick check of the script), RES (256), STEPS (4), THREADS
 # (default: all cores), DREAMBOOTH (build/dreambooth), KEEP=1 keeps the work folder, CASES (the
 # configurations to run, default "full gradient-checkpointing lora-r4 lora-r4+grad-checkpointing").
+#
+# REFERENCE=1 also times the reference's step on the same machine, for the full and gradient-checkpointing
+# cases, and prints our time over the reference's: scripts/reference_train_step.py, diffusers' DreamBooth
+# step rebuilt in PyTorch 1.13 eager (Debian's python3-torch; `--check` shows it reproduces the golden step
+# bit for bit). PYTHON (default /usr/bin/python3) must import torch.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -62,11 +67,39 @@ run_case() {
   local per_step rss_kb
   per_step=$(jq -s 'map(select(.step > 1) | .seconds) | add / length' "$out/metrics.jsonl")
   rss_kb=$(awk -F': ' '/Maximum resident set size/ {print $2}' "$work/time-$name.txt")
-  printf '%-26s %10.3f %12.0f\n' "$name" "$per_step" "$((rss_kb / 1024))"
+  printf '%-34s %10.3f %12.0f\n' "$name" "$per_step" "$((rss_kb / 1024))"
+  ours[$name]=$per_step
 }
 
+# Times the reference's step for one case; prints its line and our time over the reference's.
+run_reference() {
+  local name=$1
+  shift
+  local log="$work/reference-$name.txt" per_step rss_mib
+  "$python" scripts/reference_train_step.py --bench --steps "$steps" --resolution "$res" \
+    ${THREADS:+--threads "$THREADS"} "$@" >"$log" 2>&1 || {
+    echo "bench_train: the reference $name run failed:" >&2
+    tail -n 20 "$log" >&2
+    exit 1
+  }
+  per_step=$(awk -F': ' '/^reference s\/step/ {print $2}' "$log")
+  rss_mib=$(awk -F': ' '/^reference peak RSS MiB/ {print $2}' "$log")
+  printf '%-34s %10.3f %12.0f\n' "reference $name" "$per_step" "$rss_mib"
+  [[ -n "${ours[$name]:-}" ]] &&
+    printf '%-34s %10.2f\n' "  ours / reference" "$(jq -n "${ours[$name]} / $per_step")"
+  return 0
+}
+
+declare -A ours=()
+python=${PYTHON:-/usr/bin/python3}
+if [[ "${REFERENCE:-0}" == 1 ]]; then
+  [[ "$preset" == sd15 ]] || { echo "bench_train: REFERENCE=1 needs PRESET=sd15" >&2; exit 2; }
+  "$python" -c 'import torch' 2>/dev/null ||
+    { echo "bench_train: REFERENCE=1 needs $python with torch (apt install python3-torch)" >&2; exit 2; }
+fi
+
 echo "== dreambooth train: $preset, CPU fp32, ${res}x${res}, batch 1 + 1 prior image, $steps steps"
-printf '%-26s %10s %12s\n' "configuration" "s/step" "peak RSS MiB"
+printf '%-34s %10s %12s\n' "configuration" "s/step" "peak RSS MiB"
 for name in ${CASES:-full gradient-checkpointing lora-r4 lora-r4+grad-checkpointing}; do
   case "$name" in
     full) run_case "$name" ;;
@@ -76,3 +109,14 @@ for name in ${CASES:-full gradient-checkpointing lora-r4 lora-r4+grad-checkpoint
     *) echo "bench_train: unknown case $name" >&2; exit 2 ;;
   esac
 done
+
+if [[ "${REFERENCE:-0}" == 1 ]]; then
+  echo "== reference step: scripts/reference_train_step.py (PyTorch eager), same shapes and steps"
+  for name in ${CASES:-full gradient-checkpointing}; do
+    case "$name" in
+      full) run_reference "$name" ;;
+      gradient-checkpointing) run_reference "$name" --gradient-checkpointing ;;
+      *) ;;
+    esac
+  done
+fi
