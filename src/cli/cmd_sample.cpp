@@ -126,8 +126,17 @@ int run_sample(const SampleOptions& o, const CommonOptions& common) {
   auto started = std::chrono::steady_clock::now();
   pipelines::LoadedModel loaded = pipelines::load_model(request);
   nlohmann::json applied_loras = nlohmann::json::array();
-  for (const lora::AppliedLora& a : lora::apply_loaded_loras(loaded.sd, loras))
-    applied_loras.push_back({{"path", a.spec.path.string()}, {"scale", a.spec.multiplier}});
+  std::vector<pipelines::LoraUse> lora_uses;
+  for (const lora::AppliedLora& a : lora::apply_loaded_loras(loaded.sd, loras)) {
+    pipelines::LoraUse use{a.spec.path.stem().string(), a.spec.multiplier, {}};
+    try {
+      use.hash = pipelines::safetensors_data_sha256(a.spec.path).substr(0, 12);
+    } catch (const Error& e) {
+      spdlog::debug("no hash for {}: {}", a.spec.path.string(), e.what());  // the PNG names it without one
+    }
+    applied_loras.push_back({{"path", a.spec.path.string()}, {"scale", a.spec.multiplier}, {"hash", use.hash}});
+    lora_uses.push_back(use);
+  }
   spdlog::info("loaded {} ({} {}, {}) in {:.1f} s", loaded.resolved_path.string(),
                checkpoint::family_name(loaded.sd.description.family),
                checkpoint::layout_name(loaded.sd.description.layout),
@@ -223,6 +232,7 @@ int run_sample(const SampleOptions& o, const CommonOptions& common) {
         record.model_name = loaded.resolved_path.stem().string();
         record.clip_skip = o.clip_skip;
         record.eta = o.eta;
+        record.loras = lora_uses;
         const fs::path path = out_dir / image_name(index, seeds[b]);
         io::save_png(path, images[b], {{"parameters", pipelines::a1111_parameters(record)}});
         if (o.json) {

@@ -35,7 +35,9 @@ std::string a1111_sampler_name(schedulers::SamplerKind kind, bool karras) {
 }
 
 std::string a1111_parameters(const GenerationRecord& r) {
-  std::string text = r.prompt + "\n";
+  std::string text = r.prompt;
+  for (const LoraUse& l : r.loras) text += " <lora:" + l.name + ":" + number(l.multiplier) + ">";
+  text += "\n";
   if (!r.negative_prompt.empty()) text += "Negative prompt: " + r.negative_prompt + "\n";
   text += "Steps: " + std::to_string(r.steps) + ", Sampler: " + a1111_sampler_name(r.sampler, r.karras) +
           ", CFG scale: " + number(r.cfg) + ", Seed: " + std::to_string(r.seed) + ", Size: " +
@@ -44,6 +46,10 @@ std::string a1111_parameters(const GenerationRecord& r) {
   if (!r.model_name.empty()) text += ", Model: " + r.model_name;
   if (r.eta != 0) text += ", Eta: " + number(r.eta);
   if (r.clip_skip > 0) text += ", Clip skip: " + std::to_string(r.clip_skip + 1);
+  std::string lora_hashes;
+  for (const LoraUse& l : r.loras)
+    if (!l.hash.empty()) lora_hashes += (lora_hashes.empty() ? "" : ", ") + l.name + ": " + l.hash;
+  if (!lora_hashes.empty()) text += ", Lora hashes: \"" + lora_hashes + "\"";
   text += ", Version: dreambooth " DREAMBOOTH_VERSION;
   return text;
 }

@@ -4,10 +4,12 @@
 #include <fstream>
 #include <mutex>
 #include <sstream>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
 #include "dreambooth/core/atomic_file.h"
+#include "dreambooth/core/error.h"
 #include "dreambooth/core/sha256.h"
 
 namespace fs = std::filesystem;
@@ -70,5 +72,26 @@ std::string cached_file_sha256(const fs::path& file) {
 }
 
 std::string model_hash(const fs::path& file) { return cached_file_sha256(file).substr(0, 10); }
+
+std::string safetensors_data_sha256(const fs::path& file) {
+  std::ifstream in(file, std::ios::binary);
+  if (!in) throw input_error(file.string(), "cannot open for hashing");
+  unsigned char length_bytes[8] = {};
+  in.read(reinterpret_cast<char*>(length_bytes), sizeof length_bytes);
+  uint64_t header_length = 0;
+  for (int i = 7; i >= 0; --i) header_length = (header_length << 8) | length_bytes[i];
+  std::error_code ec;
+  const uintmax_t size = fs::file_size(file, ec);
+  if (!in || ec || header_length > size - 8)
+    throw input_error(file.string(), "not a safetensors file (the header length points past its end)");
+  in.seekg(static_cast<std::streamoff>(8 + header_length));
+  Sha256 h;
+  std::vector<char> buffer(1 << 20);
+  while (in) {
+    in.read(buffer.data(), static_cast<std::streamsize>(buffer.size()));
+    h.update(buffer.data(), static_cast<size_t>(in.gcount()));
+  }
+  return Sha256::hex(h.finish());
+}
 
 }  // namespace dreambooth::pipelines

@@ -5,10 +5,12 @@
 #include <chrono>
 #include <cmath>
 #include <fstream>
+#include <mutex>
 #include <random>
 #include <sstream>
 
 #include <ATen/CPUGeneratorImpl.h>
+#include <ATen/Context.h>
 #include <spdlog/spdlog.h>
 #include <torch/torch.h>
 
@@ -19,6 +21,7 @@
 #include "dreambooth/core/progress.h"
 #include "dreambooth/core/remove_tree.h"
 #include "dreambooth/core/runtime.h"
+#include "dreambooth/models/init.h"
 #include "dreambooth/pipelines/model_hash.h"
 #include "dreambooth/pipelines/model_loading.h"
 #include "dreambooth/schedulers/noise_schedule.h"
@@ -272,7 +275,14 @@ TrainResult train_dreambooth(TrainOptions options, const TrainHooks& hooks) {
     if (!validating) model.vae = nullptr;
   }
 
-  // --- 8. resume: weights, optimizer state, step, data order and generator state
+  // --- 8. resume: weights, optimizer state, step, data order and generator states. LoRA dropout draws
+  // from the device's default generator (dropout takes no generator): seeded from --seed here, saved in
+  // every checkpoint and restored from it, so that a resumed run draws the masks an uninterrupted one does.
+  at::Generator device_generator = at::globalContext().defaultGenerator(device);
+  {
+    std::lock_guard<std::mutex> lock(device_generator.mutex());
+    device_generator.set_current_seed(models::named_seed(*options.seed, "dropout"));
+  }
   RunState run;
   run.data_order = DataOrder(batches.dataset_size());
   run.token = options.token;
@@ -282,6 +292,10 @@ TrainResult train_dreambooth(TrainOptions options, const TrainHooks& hooks) {
     run.step = saved.step;
     run.data_order = saved.data_order;
     generator.set_state(saved.rng_state);
+    if (saved.device_rng_state.defined()) {
+      std::lock_guard<std::mutex> lock(device_generator.mutex());
+      device_generator.set_state(saved.device_rng_state);
+    }
     scaler.load_json(saved.loss_scaler);
     spdlog::info("resumed from {} at step {}", resume_from.string(), run.step);
     if (run.data_order.size() != batches.dataset_size())
@@ -371,6 +385,10 @@ TrainResult train_dreambooth(TrainOptions options, const TrainHooks& hooks) {
     const bool interrupted = interrupt_requested();
     if (interrupted || (options.checkpoint_every > 0 && run.step % options.checkpoint_every == 0)) {
       run.rng_state = generator.get_state();
+      {
+        std::lock_guard<std::mutex> lock(device_generator.mutex());
+        run.device_rng_state = device_generator.get_state();
+      }
       run.loss_scaler = scaler.to_json();
       const fs::path folder = checkpoint_folder(options.output, run.step);
       save_run_checkpoint(folder, trainable, *optimizer, run);

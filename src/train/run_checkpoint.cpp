@@ -100,6 +100,7 @@ void save_run_checkpoint(const fs::path& folder, const TrainableParameters& trai
     j["method"] = trainable.method;
     j["data_order"] = state.data_order.to_json();
     j["rng_state"] = to_hex(state.rng_state);
+    if (state.device_rng_state.defined()) j["device_rng_state"] = to_hex(state.device_rng_state);
     j["loss_scaler"] = state.loss_scaler;
     j["token"] = state.token;
     j["options"] = state.options;
@@ -145,6 +146,8 @@ RunState load_run_checkpoint(const fs::path& folder, const TrainableParameters& 
     state.step = j.at("step").get<int>();
     state.data_order = DataOrder::from_json(j.at("data_order"), state_path.string());
     state.rng_state = from_hex(j.at("rng_state").get<std::string>(), state_path.string());
+    if (j.contains("device_rng_state"))
+      state.device_rng_state = from_hex(j.at("device_rng_state").get<std::string>(), state_path.string());
     state.loss_scaler = j.value("loss_scaler", nlohmann::json::object());
     state.token = j.at("token").get<std::string>();
     state.options = j.value("options", nlohmann::json::object());

@@ -7,6 +7,7 @@
 #include "dreambooth/io/image.h"
 #include "dreambooth/lora/apply.h"
 #include "dreambooth/lora/lora_file.h"
+#include "dreambooth/pipelines/model_hash.h"
 #include "lora/lora_test_util.h"
 #include "support/golden.h"
 #include "support/tensor_close.h"
@@ -100,6 +101,16 @@ TEST(LoraCli, MergeLoraWritesWhatApplyingComputes) {
   ASSERT_EQ(applied.exit_code, 0) << applied.err;
   EXPECT_TENSOR_CLOSE(png_pixels(dir / "m" / kLoraPng), png_pixels(dir / "l" / kLoraPng), kLoraBitIdentical,
                       "merge-lora then sample vs sample --lora");
+
+  // The PNG says which LoRAs drew it, as AUTOMATIC1111 writes (and re-applies) them.
+  const auto text = dreambooth::io::read_png_text(dir / "l" / kLoraPng);
+  ASSERT_EQ(text.size(), 1u);
+  const std::string& parameters = text[0].second;
+  EXPECT_NE(parameters.find(" <lora:a:0.5> <lora:b:0.3>\n"), std::string::npos) << parameters;
+  const std::string hashes =
+      "Lora hashes: \"a: " + dreambooth::pipelines::safetensors_data_sha256(dir / "a.safetensors").substr(0, 12) +
+      ", b: " + dreambooth::pipelines::safetensors_data_sha256(dir / "b.safetensors").substr(0, 12) + "\"";
+  EXPECT_NE(parameters.find(hashes), std::string::npos) << parameters;
 
   // Refuses to overwrite; --out must be a single file.
   const auto again = run_cli({"merge-lora", "--model", golden_path("tiny-sd1").string(), "--lora",

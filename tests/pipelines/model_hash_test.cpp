@@ -6,11 +6,14 @@
 
 #include <nlohmann/json.hpp>
 
+#include "dreambooth/core/error.h"
 #include "dreambooth/pipelines/model_hash.h"
 #include "support/golden.h"
 
 namespace fs = std::filesystem;
 using namespace dreambooth;
+using dreambooth::Error;
+using dreambooth::ErrorKind;
 using dreambooth::testing::TempDir;
 
 namespace {
@@ -71,4 +74,34 @@ TEST(ModelHash, AnUnwritableCacheOnlyCostsARehash) {
   ScopedCacheDir cache(dir / "blocker" / "sub");
   write_bytes(dir / "m", "abc");
   EXPECT_EQ(pipelines::model_hash(dir / "m"), "ba7816bf8f");
+}
+
+// A safetensors file: 8-byte little-endian header length, the JSON header, then the tensor data.
+std::string safetensors_bytes(const std::string& header, const std::string& data) {
+  std::string bytes;
+  for (int i = 0; i < 8; ++i) bytes += static_cast<char>((header.size() >> (8 * i)) & 0xff);
+  return bytes + header + data;
+}
+
+TEST(ModelHash, SafetensorsDataHashCoversTheTensorDataOnly) {
+  TempDir dir;
+  const std::string abc = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";  // SHA-256("abc")
+  write_bytes(dir / "a.safetensors",
+              safetensors_bytes(R"({"x":{"dtype":"U8","shape":[3],"data_offsets":[0,3]}})", "abc"));
+  EXPECT_EQ(pipelines::safetensors_data_sha256(dir / "a.safetensors"), abc);
+  // Other metadata, same tensors: the same hash (what A1111's "Lora hashes" relies on).
+  write_bytes(dir / "b.safetensors",
+              safetensors_bytes(R"({"__metadata__":{"ss_output_name":"b"},"x":{"dtype":"U8","shape":[3],)"
+                                R"("data_offsets":[0,3]}})",
+                                "abc"));
+  EXPECT_EQ(pipelines::safetensors_data_sha256(dir / "b.safetensors"), abc);
+
+  write_bytes(dir / "short.safetensors", safetensors_bytes(std::string(100, ' '), "").substr(0, 50));
+  try {
+    pipelines::safetensors_data_sha256(dir / "short.safetensors");
+    FAIL() << "a header longer than the file";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::Input);
+    EXPECT_NE(std::string(e.what()).find("short.safetensors"), std::string::npos) << e.what();
+  }
 }

@@ -1,3 +1,4 @@
 dreambooth_add_test(text_to_image_parity_test LABELS parity SOURCES pipelines/text_to_image_parity_test.cpp)
 dreambooth_add_test(model_hash_test LABELS unit SOURCES pipelines/model_hash_test.cpp)
 dreambooth_add_test(text_to_image_test LABELS unit SOURCES pipelines/text_to_image_test.cpp)
+dreambooth_add_test(generation_parameters_test LABELS unit SOURCES pipelines/generation_parameters_test.cpp)

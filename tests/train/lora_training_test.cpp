@@ -291,6 +291,7 @@ TEST(LoraTraining, ResumedRunEndsWithTheSameAdaptersAsAnUninterruptedOne) {
   o.lr_scheduler = train::LrSchedulerKind::Cosine;
   o.lr_warmup_steps = 2;
   o.train_text_encoder = true;
+  o.lora_dropout = 0.25;  // dropout masks: the device generator's state must be restored too
   o.checkpoint_every = 2;
   train::train_dreambooth(o);
 

@@ -2,14 +2,23 @@
 //   <prompt>
 //   Negative prompt: <negative>
 //   Steps: 20, Sampler: DPM++ 2M Karras, CFG scale: 7.5, Seed: 42, Size: 512x512, Model hash: 0123456789, ...
+// LoRAs applied at load time appear as AUTOMATIC1111 writes them: `<lora:NAME:MULTIPLIER>` after the prompt
+// (which A1111's "PNG Info" / "send to txt2img" re-applies) and `Lora hashes: "NAME: HASH, ..."`.
 #pragma once
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "dreambooth/schedulers/schedule.h"
 
 namespace dreambooth::pipelines {
+
+struct LoraUse {
+  std::string name;  // the file's stem, the name A1111 lists it by
+  double multiplier = 1.0;
+  std::string hash;  // first 12 hex digits of the safetensors data hash (may be empty)
+};
 
 struct GenerationRecord {
   std::string prompt;
@@ -25,6 +34,7 @@ struct GenerationRecord {
   std::string model_name;
   int clip_skip = 0;       // diffusers' count of skipped layers (AUTOMATIC1111 shows it + 1)
   double eta = 0;
+  std::vector<LoraUse> loras;
 };
 
 // AUTOMATIC1111's sampler label ("Euler a", "DPM++ 2M Karras", "PLMS", ...).

@@ -15,6 +15,11 @@ std::string cached_file_sha256(const std::filesystem::path& file);
 // First 10 hex digits of cached_file_sha256.
 std::string model_hash(const std::filesystem::path& file);
 
+// Full hex SHA-256 of a .safetensors file's tensor data (everything after the header): the hash kohya's
+// scripts store as `sshs_model_hash` and AUTOMATIC1111 lists LoRAs by (its first 12 digits), which does
+// not change when only the metadata does. Throws an input error naming the file when it is not safetensors.
+std::string safetensors_data_sha256(const std::filesystem::path& file);
+
 std::filesystem::path hash_cache_file();
 
 }  // namespace dreambooth::pipelines

@@ -26,6 +26,9 @@ struct RunState {
   int step = 0;             // optimizer steps done
   DataOrder data_order;
   at::Tensor rng_state;     // the run generator's state (uint8, CPU)
+  // The training device's default generator, which LoRA dropout draws from (uint8, CPU); undefined in
+  // checkpoints written before it was saved.
+  at::Tensor device_rng_state;
   nlohmann::json loss_scaler = nlohmann::json::object();
   std::string token;        // the identifier the run uses
   nlohmann::json options = nlohmann::json::object();
