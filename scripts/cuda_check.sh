@@ -7,7 +7,9 @@
 #   4. sample  benchmark: SD1.5-shaped random model, 512x512, DDIM, cfg 7.5: it/s and peak VRAM per dtype
 #   5. train   benchmark: SD1.5-shaped random model, 512x512, batch 1 + 1 prior image, full fine-tune:
 #              s/step and peak VRAM for bf16 (+ gradient checkpointing, + 8-bit AdamW) and fp16
-#   6. suite   the whole CTest suite against LibTorch 2.x (CPU paths) with the parity tests on the GPU
+#   6. resume  LoRA training with dropout on the tiny model, 4 steps against 2 + 2 resumed from a checkpoint:
+#              the device generator's state (dropout masks) must come back with the run
+#   7. suite   the whole CTest suite against LibTorch 2.x (CPU paths) with the parity tests on the GPU
 # STAGES picks stages (default: all, in this order); BUILD_TARGETS, SAMPLE_DTYPES, SAMPLE_STEPS, TRAIN_STEPS and
 # TRAIN_CASES (e.g. "bf16+gradckpt+8bit fp32") size them.
 # The summary and build logs go to $OUT (default out/cuda), the other logs to $WORK_DIR/logs.
@@ -23,7 +25,7 @@ db=$build/dreambooth
 work=${WORK_DIR:-/tmp/dreambooth-cuda}
 logs=$work/logs  # per-step logs; $out keeps the summary and the build logs
 mkdir -p "$work" "$logs"
-stages=" ${STAGES:-build parity cli sample train suite} "
+stages=" ${STAGES:-build parity cli sample train resume suite} "
 export LD_LIBRARY_PATH=$deps/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 export TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-9.0}
 export DREAMBOOTH_CACHE=$work/cache
@@ -155,6 +157,35 @@ print("train %-34s %.3f s/step (%.2f steps/s), peak VRAM %.2f GiB, last loss %.4
   "$db" sample --model "$work/train-$first/model.safetensors" --prompt "a photo of sks dog" --steps 4 \
     --width 512 --height 512 --device cuda --seed 5 --out "$work/from-train" --overwrite --quiet >"$logs/sample-trained.log" 2>&1 &&
     note "sample from the $first-trained model: ok" || note "sample from the $first-trained model FAILED: $(tail -2 "$logs/sample-trained.log")"
+fi
+
+if want resume; then
+  device=${RESUME_DEVICE:-cuda}
+  say "resume on $device: LoRA with dropout 0.25 on the tiny model, 4 steps against 2 + 2 resumed"
+  mkdir -p "$work/tiny-subject"
+  python3 -c 'import sys, numpy as np; from PIL import Image
+for i, p in enumerate(sys.argv[1:]): Image.fromarray(np.random.default_rng(i).integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(p)' \
+    "$work/tiny-subject/a.png" "$work/tiny-subject/b.png"
+  resume_run() {
+    "$db" train --model "$golden/tiny-sd1" --subject "$work/tiny-subject" --token sks --class dog \
+      --no-prior-preservation --resolution 64 --seed 3 --device "$device" --lora --lora-dropout 0.25 --flip \
+      --checkpoint-every 2 --save-dtype fp32 --quiet "$@" >>"$logs/resume.log" 2>&1
+  }
+  rm -rf "$work/resume-a" "$work/resume-b"
+  if resume_run --output "$work/resume-a" --steps 4 && resume_run --output "$work/resume-b" --steps 2 &&
+      resume_run --output "$work/resume-b" --steps 4 --resume latest; then
+    note "$(python3 -c 'import sys, json, struct, numpy as np
+def read(path):
+    with open(path, "rb") as f:
+        n = struct.unpack("<Q", f.read(8))[0]; header = json.loads(f.read(n)); blob = f.read()
+    return {k: np.frombuffer(blob[v["data_offsets"][0]:v["data_offsets"][1]], np.float32) for k, v in header.items() if k != "__metadata__"}
+a, b = read(sys.argv[1]), read(sys.argv[2])
+worst = max(float(np.abs(a[k] - b[k]).max()) for k in a)
+print("resume: %d adapter tensors, max |uninterrupted - resumed| = %g" % (len(a), worst))' \
+      "$work/resume-a/lora.safetensors" "$work/resume-b/lora.safetensors")"
+  else
+    note "resume FAILED: $(grep -v '^\s*$' "$logs/resume.log" | tail -2 | tr '\n' ' ')"
+  fi
 fi
 
 if want suite; then
