@@ -25,19 +25,6 @@ struct ConvertCliOptions {
   bool overwrite = false;
 };
 
-// The input's own tokenizer (its folder or beside it), never one from a global cache.
-std::optional<fs::path> local_tokenizer(const fs::path& input, const checkpoint::ModelDescription& d) {
-  text::TokenizerQuery query;
-  query.model_path = input;
-  query.model_is_diffusers_folder = d.layout == checkpoint::Layout::Diffusers;
-  try {
-    text::FoundTokenizer found = text::find_tokenizer(query);
-    if (found.source == "model folder" || found.source == "beside the model") return found.path;
-  } catch (const Error&) {
-  }
-  return std::nullopt;
-}
-
 int run_convert(const ConvertCliOptions& o) {
   checkpoint::ConvertOptions options;
   options.input = pipelines::resolve_model_path(o.input);
@@ -51,7 +38,8 @@ int run_convert(const ConvertCliOptions& o) {
   options.overwrite = o.overwrite;
 
   const checkpoint::ModelDescription source = checkpoint::describe_checkpoint(options.input).description;
-  const std::optional<fs::path> tokenizer = local_tokenizer(options.input, source);
+  const std::optional<fs::path> tokenizer =
+      text::find_model_own_tokenizer(options.input, source.layout == checkpoint::Layout::Diffusers);
   std::optional<AtomicPath> single_file_tokenizer;
   if (tokenizer && options.layout == checkpoint::Layout::Diffusers) {
     options.add_files = [&](const fs::path& folder) { copy_tokenizer_folder(*tokenizer, folder / "tokenizer"); };

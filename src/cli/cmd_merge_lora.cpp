@@ -40,19 +40,6 @@ c10::ScalarType merge_save_dtype(const std::string& name, c10::ScalarType stored
   return c10::kBFloat16;  // "bf16" (CLI11 checked the set)
 }
 
-// The base's own tokenizer (in its folder or beside it), never one from a global cache.
-std::optional<fs::path> merge_base_tokenizer(const fs::path& resolved, const checkpoint::ModelDescription& d) {
-  text::TokenizerQuery query;
-  query.model_path = resolved;
-  query.model_is_diffusers_folder = d.layout == checkpoint::Layout::Diffusers;
-  try {
-    text::FoundTokenizer found = text::find_tokenizer(query);
-    if (found.source == "model folder" || found.source == "beside the model") return found.path;
-  } catch (const Error&) {
-  }
-  return std::nullopt;
-}
-
 int run_merge_lora(const MergeLoraOptions& o) {
   const fs::path out = o.out;
   if (out.extension() != ".safetensors")
@@ -72,7 +59,8 @@ int run_merge_lora(const MergeLoraOptions& o) {
   pipelines::LoadedModel loaded = pipelines::load_model(request);
   const std::vector<lora::AppliedLora> applied = lora::apply_loaded_loras(loaded.sd, loras);
 
-  const std::optional<fs::path> tokenizer = merge_base_tokenizer(loaded.resolved_path, loaded.sd.description);
+  const std::optional<fs::path> tokenizer = text::find_model_own_tokenizer(
+      loaded.resolved_path, loaded.sd.description.layout == checkpoint::Layout::Diffusers);
   std::optional<AtomicPath> tokenizer_dir;
   if (tokenizer) {
     tokenizer_dir.emplace(single_file_tokenizer_dir(out));

@@ -125,16 +125,8 @@ FoundTokenizer find_tokenizer(const TokenizerQuery& query) {
     require_tokenizer(*query.explicit_path, "--tokenizer");
     return found(*query.explicit_path, "--tokenizer", query.family, false);
   }
-  if (query.model_is_diffusers_folder) {
-    const fs::path dir = query.model_path / "tokenizer";
-    if (looks_like_tokenizer(dir)) return found(dir, "model folder", query.family, false);
-  } else if (!query.model_path.empty()) {
-    const fs::path parent = query.model_path.parent_path().empty() ? fs::path(".") : query.model_path.parent_path();
-    const fs::path stem_dir = parent / (query.model_path.stem().string() + ".tokenizer");
-    if (looks_like_tokenizer(stem_dir)) return found(stem_dir, "beside the model", query.family, false);
-    if (looks_like_tokenizer(parent / "tokenizer"))
-      return found(parent / "tokenizer", "beside the model", query.family, false);
-  }
+  if (const auto own = find_model_own_tokenizer(query.model_path, query.model_is_diffusers_folder))
+    return found(*own, query.model_is_diffusers_folder ? "model folder" : "beside the model", query.family, false);
   if (const std::string from_env = env(kEnvTokenizer); !from_env.empty()) {
     require_tokenizer(from_env, std::string("$") + kEnvTokenizer);
     return found(from_env, std::string("$") + kEnvTokenizer, query.family, false);
@@ -151,6 +143,19 @@ FoundTokenizer find_tokenizer(const TokenizerQuery& query) {
   const std::string family = query.family == TokenizerFamily::SD1 ? "SD1" : "SD2";
   throw input_error(query.model_path.string(), "no tokenizer found for this " + family + " model (looked beside the "
                                                "model, in $DREAMBOOTH_TOKENIZER and in the Hugging Face cache)", kHowTo);
+}
+
+std::optional<fs::path> find_model_own_tokenizer(const fs::path& model_path, bool model_is_diffusers_folder) {
+  if (model_path.empty()) return std::nullopt;
+  if (model_is_diffusers_folder) {
+    if (looks_like_tokenizer(model_path / "tokenizer")) return model_path / "tokenizer";
+    return std::nullopt;
+  }
+  const fs::path parent = model_path.parent_path().empty() ? fs::path(".") : model_path.parent_path();
+  const fs::path stem_dir = parent / (model_path.stem().string() + ".tokenizer");
+  if (looks_like_tokenizer(stem_dir)) return stem_dir;
+  if (looks_like_tokenizer(parent / "tokenizer")) return parent / "tokenizer";
+  return std::nullopt;
 }
 
 }  // namespace dreambooth::text

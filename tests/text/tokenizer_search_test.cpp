@@ -123,6 +123,23 @@ TEST_F(TokenizerSearchTest, BesideSingleFile) {
   EXPECT_EQ(found.pad_id, 49407);
 }
 
+TEST_F(TokenizerSearchTest, ModelOwnTokenizerIgnoresEnvironmentAndCaches) {
+  const fs::path file = root_ / "models" / "v1-5.safetensors";
+  fs::create_directories(file.parent_path());
+  std::ofstream(file) << "x";
+  setenv("DREAMBOOTH_TOKENIZER", clip_folder(root_ / "env").c_str(), 1);
+  EXPECT_EQ(find_model_own_tokenizer(file, false), std::nullopt) << "only what travels with the model";
+  clip_folder(root_ / "models" / "tokenizer");
+  EXPECT_EQ(find_model_own_tokenizer(file, false), root_ / "models" / "tokenizer");
+  clip_folder(root_ / "models" / "v1-5.tokenizer");
+  EXPECT_EQ(find_model_own_tokenizer(file, false), root_ / "models" / "v1-5.tokenizer");
+
+  const fs::path model = model_folder();
+  EXPECT_EQ(find_model_own_tokenizer(model, true), std::nullopt);
+  clip_folder(model / "tokenizer");
+  EXPECT_EQ(find_model_own_tokenizer(model, true), model / "tokenizer");
+}
+
 TEST_F(TokenizerSearchTest, EnvironmentVariable) {
   const fs::path env_dir = clip_folder(root_ / "env");
   setenv("DREAMBOOTH_TOKENIZER", env_dir.c_str(), 1);

@@ -42,4 +42,9 @@ struct FoundTokenizer {
 
 FoundTokenizer find_tokenizer(const TokenizerQuery& query);
 
+// Only the model's own tokenizer (steps 2 and 3: its folder's tokenizer/, or beside the single file),
+// never one from the environment or a cache: what a converted or merged copy of the model carries along.
+std::optional<std::filesystem::path> find_model_own_tokenizer(const std::filesystem::path& model_path,
+                                                              bool model_is_diffusers_folder);
+
 }  // namespace dreambooth::text
