@@ -17,6 +17,7 @@
 #include "dreambooth/train/training_step.h"
 #include "support/golden.h"
 #include "support/tensor_close.h"
+#include "train/train_test_util.h"
 
 using namespace dreambooth;
 
@@ -59,20 +60,8 @@ CheckpointedStepResult golden_step_gradients(bool train_text_encoder, bool gradi
 
   const schedulers::NoiseSchedule schedule = schedulers::make_noise_schedule(
       schedulers::SchedulerConfig::from_json(model.description.scheduler, "tiny-sd1 scheduler"));
-  train::StepModels models;
-  models.unet = model.unet;
-  models.vae = model.vae;
-  models.text_encoder = model.text_encoder;
-  models.noise_schedule = &schedule;
-  models.scaling_factor = model.description.vae.scaling_factor;
-  train::StepBatch batch;
-  batch.pixel_values = g.load("input.pixel_values", c10::kFloat);
-  batch.input_ids = g.load("input.input_ids", c10::kLong);
-  batch.num_instance = 1;
-  train::StepNoise noise;
-  noise.posterior_eps = g.load("input.posterior_eps", c10::kFloat);
-  noise.noise = g.load("input.noise", c10::kFloat);
-  noise.timesteps = g.load("input.timesteps", c10::kLong);
+  const train::StepModels models = dreambooth::testing::step_models_of(model, schedule);
+  const auto [batch, noise] = dreambooth::testing::golden_step_inputs(g);
 
   const train::StepLosses losses = train::step_loss(models, batch, noise, {});
   losses.loss.backward();

@@ -22,6 +22,7 @@
 #include "dreambooth/train/training_step.h"
 #include "support/golden.h"
 #include "support/tensor_close.h"
+#include "train/train_test_util.h"
 
 namespace fs = std::filesystem;
 using dreambooth::Error;
@@ -34,40 +35,11 @@ namespace {
 // The same float32 arithmetic replayed (resume) or weights never written: equal to the bit.
 constexpr double kLoraTrainBitIdentical = 0.0;
 
-void write_lora_subject(const fs::path& folder) {
-  fs::create_directories(folder);
-  for (int k = 0; k < 2; ++k) {
-    io::Image image{64, 64, std::vector<uint8_t>(64 * 64 * 3)};
-    for (size_t i = 0; i < image.pixels.size(); ++i) image.pixels[i] = static_cast<uint8_t>((i * (5 + 2 * k)) % 241);
-    io::save_png(folder / ("photo" + std::to_string(k) + ".png"), image);
-  }
-}
-
 train::TrainOptions lora_options(const TempDir& dir, const std::string& output) {
-  train::TrainOptions o;
-  o.model = dreambooth::testing::golden_path("tiny-sd1").string();
-  o.subject = (dir / "subject").string();
-  o.token = "sks";
-  o.class_noun = "dog";
-  o.output = (dir / output).string();
-  o.resolution = 64;
-  o.seed = 11;
-  o.quiet = true;
-  o.device = "cpu";
-  o.save_dtype = train::SaveDtype::Fp32;
-  o.checkpoint_every = 0;
-  o.prior_preservation = false;
+  train::TrainOptions o = dreambooth::testing::tiny_train_options(dir, output, 11);
   o.lora = true;
   o.steps = 3;
-  if (!fs::exists(dir / "subject")) write_lora_subject(dir / "subject");
   return o;
-}
-
-std::map<std::string, at::Tensor> read_all_tensors(const fs::path& path) {
-  io::SafetensorsReader reader(path);
-  std::map<std::string, at::Tensor> out;
-  for (const auto& e : reader.entries()) out[e.name] = reader.load(e.name, e.scalar_type).clone();
-  return out;
 }
 
 bool starts_with(const std::string& text, const std::string& prefix) { return text.rfind(prefix, 0) == 0; }
@@ -75,9 +47,6 @@ bool ends_with(const std::string& text, const std::string& suffix) {
   return text.size() >= suffix.size() && text.compare(text.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
-struct LoraInterruptCleaner {
-  ~LoraInterruptCleaner() { clear_interrupt(); }
-};
 
 }  // namespace
 
@@ -116,20 +85,8 @@ TEST(LoraTraining, OnlyTheAdaptersTrainAndTheBaseKeepsEveryBit) {
   io::SafetensorsReader g(dreambooth::testing::golden_path("tiny-sd1/golden/dreambooth_step_te.safetensors"));
   const schedulers::NoiseSchedule schedule = schedulers::make_noise_schedule(
       schedulers::SchedulerConfig::from_json(model.description.scheduler, "tiny-sd1 scheduler"));
-  train::StepModels models;
-  models.unet = model.unet;
-  models.vae = model.vae;
-  models.text_encoder = model.text_encoder;
-  models.noise_schedule = &schedule;
-  models.scaling_factor = model.description.vae.scaling_factor;
-  train::StepBatch batch;
-  batch.pixel_values = g.load("input.pixel_values", c10::kFloat);
-  batch.input_ids = g.load("input.input_ids", c10::kLong);
-  batch.num_instance = 1;
-  train::StepNoise noise;
-  noise.posterior_eps = g.load("input.posterior_eps", c10::kFloat);
-  noise.noise = g.load("input.noise", c10::kFloat);
-  noise.timesteps = g.load("input.timesteps", c10::kLong);
+  const train::StepModels models = dreambooth::testing::step_models_of(model, schedule);
+  const auto [batch, noise] = dreambooth::testing::golden_step_inputs(g);
   auto optimizer = train::make_adamw(trainable, options);
   train::set_training_mode(model, trainable, true);
   std::vector<double> losses;
@@ -234,8 +191,8 @@ TEST(LoraTraining, ShortRunWritesAKohyaLoraWithMetadataAndNoModel) {
   EXPECT_GT(largest_up, 0.0);
   const auto checkpoints = train::list_checkpoints(dir / "run");
   ASSERT_EQ(checkpoints.size(), 1u);
-  const auto trained = read_all_tensors(checkpoints.front().second / "weights.safetensors");
-  const auto state = read_all_tensors(checkpoints.front().second / "optimizer.safetensors");
+  const auto trained = dreambooth::testing::read_all_tensors(checkpoints.front().second / "weights.safetensors");
+  const auto state = dreambooth::testing::read_all_tensors(checkpoints.front().second / "optimizer.safetensors");
   EXPECT_EQ(trained.size(), static_cast<size_t>(downs + ups));
   EXPECT_EQ(state.size(), 3 * trained.size());
   for (const auto& [name, tensor] : trained) EXPECT_TRUE(file.contains(name)) << name;
@@ -277,36 +234,17 @@ TEST(LoraTraining, TextEncoderAdaptersAndPeftKeys) {
 
 TEST(LoraTraining, ResumedRunEndsWithTheSameAdaptersAsAnUninterruptedOne) {
   REQUIRE_GOLDEN();
-  LoraInterruptCleaner cleaner;
+  dreambooth::testing::InterruptCleaner cleaner;
   TempDir dir;
   train::TrainOptions o = lora_options(dir, "a");
   o.steps = 5;
-  o.prior_preservation = true;
-  o.num_class_images = 2;
-  o.class_steps = 2;
-  o.class_batch_size = 2;
-  o.class_dir = (dir / "class").string();
-  o.flip = true;  // random crops and flips: the generator state must be restored
-  o.gradient_accumulation = 2;
-  o.lr_scheduler = train::LrSchedulerKind::Cosine;
-  o.lr_warmup_steps = 2;
+  dreambooth::testing::use_everything_a_resume_restores(o, dir);
   o.train_text_encoder = true;
   o.lora_dropout = 0.25;  // dropout masks: the device generator's state must be restored too
-  o.checkpoint_every = 2;
   train::train_dreambooth(o);
 
   o.output = (dir / "b").string();
-  train::TrainHooks hooks;
-  hooks.after_step = [](const train::StepMetrics& m) {
-    if (m.step == 3) request_interrupt();
-  };
-  try {
-    train::train_dreambooth(o, hooks);
-    FAIL() << "the interrupted run finished";
-  } catch (const Error& e) {
-    EXPECT_EQ(e.kind(), ErrorKind::Interrupted);
-  }
-  clear_interrupt();
+  dreambooth::testing::run_interrupted_after(o, 3);
   EXPECT_FALSE(fs::exists(dir / "b" / "lora.safetensors"));
   const auto checkpoints = train::list_checkpoints(dir / "b");
   ASSERT_FALSE(checkpoints.empty());
@@ -329,11 +267,7 @@ TEST(LoraTraining, ResumedRunEndsWithTheSameAdaptersAsAnUninterruptedOne) {
   o.resume = "latest";
   const train::TrainResult resumed = train::train_dreambooth(o);
   EXPECT_EQ(resumed.steps, 5);
-  const auto a = read_all_tensors(dir / "a" / "lora.safetensors");
-  const auto b = read_all_tensors(dir / "b" / "lora.safetensors");
-  ASSERT_EQ(a.size(), b.size());
-  double worst = 0;
-  for (const auto& [name, tensor] : a) worst = std::max(worst, dreambooth::testing::max_abs_diff(tensor, b.at(name)));
-  std::printf("[lora resume] max |uninterrupted - resumed| over %zu tensors: %g\n", a.size(), worst);
+  const double worst = dreambooth::testing::max_abs_diff_between_files(
+      dir / "a" / "lora.safetensors", dir / "b" / "lora.safetensors", "lora resume: uninterrupted vs resumed");
   EXPECT_EQ(worst, kLoraTrainBitIdentical);
 }

@@ -23,6 +23,7 @@
 #include "dreambooth/train/training_step.h"
 #include "support/golden.h"
 #include "support/tensor_close.h"
+#include "train/train_test_util.h"
 
 namespace fs = std::filesystem;
 using dreambooth::Error;
@@ -32,47 +33,10 @@ using namespace dreambooth;
 
 namespace {
 
-// Two synthetic "subject photos": soft colour blobs, not square, so resize and crops have work to do.
-void write_subject(const fs::path& folder) {
-  fs::create_directories(folder);
-  for (int k = 0; k < 2; ++k) {
-    io::Image image{72, 64, std::vector<uint8_t>(72 * 64 * 3)};
-    for (int y = 0; y < 64; ++y)
-      for (int x = 0; x < 72; ++x) {
-        uint8_t* p = &image.pixels[(size_t(y) * 72 + x) * 3];
-        const double d = std::hypot(x - 36.0 - 8 * k, y - 32.0) / 32.0;
-        p[0] = static_cast<uint8_t>(std::clamp(230 - 150 * d, 0.0, 255.0));
-        p[1] = static_cast<uint8_t>(40 + 60 * k);
-        p[2] = static_cast<uint8_t>(std::clamp(60 + 120 * d, 0.0, 255.0));
-      }
-    io::save_png(folder / ("photo" + std::to_string(k) + ".png"), image);
-  }
-}
-
 train::TrainOptions tiny_options(const TempDir& dir, const std::string& output) {
-  train::TrainOptions o;
-  o.model = dreambooth::testing::golden_path("tiny-sd1").string();
-  o.subject = (dir / "subject").string();
-  o.token = "sks";
-  o.class_noun = "dog";
-  o.output = (dir / output).string();
-  o.resolution = 64;
-  o.seed = 7;
-  o.quiet = true;
-  o.device = "cpu";
-  o.save_dtype = train::SaveDtype::Fp32;
-  o.checkpoint_every = 0;
-  o.prior_preservation = false;
+  train::TrainOptions o = dreambooth::testing::tiny_train_options(dir, output, 7);
   o.lr = 1e-4;
-  if (!fs::exists(dir / "subject")) write_subject(dir / "subject");
   return o;
-}
-
-std::map<std::string, at::Tensor> read_tensors(const fs::path& path) {
-  io::SafetensorsReader reader(path);
-  std::map<std::string, at::Tensor> out;
-  for (const auto& e : reader.entries()) out[e.name] = reader.load(e.name, e.scalar_type).clone();
-  return out;
 }
 
 std::string read_text(const fs::path& path) {
@@ -91,12 +55,7 @@ double fixed_instance_loss(const fs::path& model_path, const fs::path& subject) 
   const auto tokenizer = text::load_tokenizer(dreambooth::testing::golden_path("tiny-sd1/tokenizer"));
   const schedulers::NoiseSchedule schedule = schedulers::make_noise_schedule(
       schedulers::SchedulerConfig::from_json(model.description.scheduler, "scheduler"));
-  train::StepModels models;
-  models.unet = model.unet;
-  models.vae = model.vae;
-  models.text_encoder = model.text_encoder;
-  models.noise_schedule = &schedule;
-  models.scaling_factor = model.description.vae.scaling_factor;
+  const train::StepModels models = dreambooth::testing::step_models_of(model, schedule);
   std::vector<at::Tensor> pixels;
   for (const char* name : {"photo0.png", "photo1.png"}) {
     const io::Image image = train::resize_shorter_side(io::load_image(subject / name), 64);
@@ -119,9 +78,6 @@ double fixed_instance_loss(const fs::path& model_path, const fs::path& subject) 
   return total / 8;
 }
 
-struct InterruptCleaner {
-  ~InterruptCleaner() { clear_interrupt(); }
-};
 
 }  // namespace
 
@@ -162,37 +118,18 @@ TEST(Trainer, InstanceLossFallsAndTheOutputLoads) {
 
 TEST(Trainer, ResumedRunEndsWithTheSameWeightsAsAnUninterruptedOne) {
   REQUIRE_GOLDEN();
-  InterruptCleaner cleaner;
+  dreambooth::testing::InterruptCleaner cleaner;
   TempDir dir;
   train::TrainOptions o = tiny_options(dir, "a");
   o.steps = 6;
-  o.prior_preservation = true;
-  o.num_class_images = 2;
-  o.class_steps = 2;
-  o.class_batch_size = 2;
-  o.class_dir = (dir / "class").string();
-  o.flip = true;                  // random crops and flips: the generator state must be restored
-  o.gradient_accumulation = 2;
-  o.lr_scheduler = train::LrSchedulerKind::Cosine;
-  o.lr_warmup_steps = 2;
-  o.checkpoint_every = 2;
+  dreambooth::testing::use_everything_a_resume_restores(o, dir);
   o.keep_checkpoints = 2;
   train::train_dreambooth(o);
   EXPECT_EQ(train::count_class_images(dir / "class"), 2);
 
   // The same run, interrupted after step 3 (Ctrl-C): a checkpoint of step 3, then resumed.
   o.output = (dir / "b").string();
-  train::TrainHooks hooks;
-  hooks.after_step = [](const train::StepMetrics& m) {
-    if (m.step == 3) request_interrupt();
-  };
-  try {
-    train::train_dreambooth(o, hooks);
-    FAIL() << "the interrupted run finished";
-  } catch (const Error& e) {
-    EXPECT_EQ(e.kind(), ErrorKind::Interrupted);
-  }
-  clear_interrupt();
+  dreambooth::testing::run_interrupted_after(o, 3);
   EXPECT_FALSE(fs::exists(dir / "b" / "model.safetensors"));
   const auto checkpoints = train::list_checkpoints(dir / "b");
   ASSERT_EQ(checkpoints.size(), 2u);  // step 2, step 3 (--keep-checkpoints 2)
@@ -202,12 +139,8 @@ TEST(Trainer, ResumedRunEndsWithTheSameWeightsAsAnUninterruptedOne) {
   const train::TrainResult resumed = train::train_dreambooth(o);
   EXPECT_EQ(resumed.steps, 6);
 
-  const auto a = read_tensors(dir / "a" / "model.safetensors");
-  const auto b = read_tensors(dir / "b" / "model.safetensors");
-  ASSERT_EQ(a.size(), b.size());
-  double worst = 0;
-  for (const auto& [name, tensor] : a) worst = std::max(worst, dreambooth::testing::max_abs_diff(tensor, b.at(name)));
-  std::printf("[resume] max |uninterrupted - resumed| over %zu tensors: %g\n", a.size(), worst);
+  const double worst = dreambooth::testing::max_abs_diff_between_files(
+      dir / "a" / "model.safetensors", dir / "b" / "model.safetensors", "resume: uninterrupted vs resumed");
   EXPECT_EQ(worst, 0.0);
   // The metrics of the resumed run continue the first one's.
   std::ifstream metrics(dir / "b" / "metrics.jsonl");
@@ -218,7 +151,7 @@ TEST(Trainer, ResumedRunEndsWithTheSameWeightsAsAnUninterruptedOne) {
 
 TEST(Trainer, EightBitAdamResumesBitForBit) {
   REQUIRE_GOLDEN();
-  InterruptCleaner cleaner;
+  dreambooth::testing::InterruptCleaner cleaner;
   TempDir dir;
   train::TrainOptions o = tiny_options(dir, "a");
   o.use_8bit_adam = true;
@@ -227,12 +160,7 @@ TEST(Trainer, EightBitAdamResumesBitForBit) {
   train::train_dreambooth(o);
 
   o.output = (dir / "b").string();
-  train::TrainHooks hooks;
-  hooks.after_step = [](const train::StepMetrics& m) {
-    if (m.step == 2) request_interrupt();
-  };
-  EXPECT_THROW(train::train_dreambooth(o, hooks), Error);
-  clear_interrupt();
+  dreambooth::testing::run_interrupted_after(o, 2);
   // The checkpoint holds 8-bit moments (codes + block absmax) for the big tensors.
   io::SafetensorsReader state(dir / "b" / "checkpoints" / "step-000002" / "optimizer.safetensors");
   int quantized = 0;
@@ -241,12 +169,8 @@ TEST(Trainer, EightBitAdamResumesBitForBit) {
   o.resume = "latest";
   EXPECT_EQ(train::train_dreambooth(o).steps, 4);
 
-  const auto a = read_tensors(dir / "a" / "model.safetensors");
-  const auto b = read_tensors(dir / "b" / "model.safetensors");
-  ASSERT_EQ(a.size(), b.size());
-  double worst = 0;
-  for (const auto& [name, tensor] : a) worst = std::max(worst, dreambooth::testing::max_abs_diff(tensor, b.at(name)));
-  std::printf("[resume 8-bit] max |uninterrupted - resumed| over %zu tensors: %g\n", a.size(), worst);
+  const double worst = dreambooth::testing::max_abs_diff_between_files(
+      dir / "a" / "model.safetensors", dir / "b" / "model.safetensors", "resume 8-bit: uninterrupted vs resumed");
   EXPECT_EQ(worst, 0.0);
   // The first metrics line records the optimizer state size; the losses are finite.
   std::ifstream metrics(dir / "a" / "metrics.jsonl");
@@ -315,7 +239,7 @@ TEST(Trainer, MemorySaversTrainTheTextEncoderToo) {
   o.save_format = train::SaveFormat::Both;
   train::train_dreambooth(o);
   // The text encoder moved; the VAE did not.
-  const auto trained = read_tensors(dir / "run" / "model.safetensors");
+  const auto trained = dreambooth::testing::read_all_tensors(dir / "run" / "model.safetensors");
   io::SafetensorsReader original(dreambooth::testing::golden_path("tiny-sd1/tiny-sd1.safetensors"));
   const std::string te_key = "cond_stage_model.transformer.text_model.encoder.layers.0.self_attn.q_proj.weight";
   const std::string vae_key = "first_stage_model.encoder.conv_in.weight";

@@ -12,6 +12,7 @@
 #include "support/golden.h"
 #include "support/tensor_close.h"
 #include "support/test_device.h"
+#include "train/train_test_util.h"
 
 namespace fs = std::filesystem;
 using namespace dreambooth;
@@ -45,22 +46,9 @@ void run_golden_step(const std::string& case_name, bool train_text_encoder) {
 
   const schedulers::NoiseSchedule schedule = schedulers::make_noise_schedule(
       schedulers::SchedulerConfig::from_json(model.description.scheduler, "tiny-sd1 scheduler"));
-  train::StepModels models;
-  models.unet = model.unet;
-  models.vae = model.vae;
-  models.text_encoder = model.text_encoder;
-  models.noise_schedule = &schedule;
-  models.prediction_type = model.description.prediction_type;
-  models.scaling_factor = model.description.vae.scaling_factor;
-
-  train::StepBatch batch;
-  batch.pixel_values = golden(g, "input.pixel_values");
-  batch.input_ids = golden(g, "input.input_ids");
-  batch.num_instance = 1;  // [instance, class]
-  train::StepNoise noise;
-  noise.posterior_eps = golden(g, "input.posterior_eps");
-  noise.noise = golden(g, "input.noise");
-  noise.timesteps = golden(g, "input.timesteps");
+  const train::StepModels models = dreambooth::testing::step_models_of(model, schedule);
+  // [instance, class]
+  const auto [batch, noise] = dreambooth::testing::golden_step_inputs(g, dreambooth::testing::test_device());
 
   // Weights before the step are the model's.
   auto param = [&](const std::string& name) -> at::Tensor {
