@@ -85,13 +85,7 @@ TrainOptions options_from_json(const nlohmann::json& json, const std::string& so
   r.read("class_prompt", o.class_prompt);
 
   r.read("steps", o.steps);
-  if (json.contains("lr") && !json.at("lr").is_null()) {
-    double lr = 0;
-    r.read("lr", lr);
-    o.lr = lr;
-  } else {
-    r.ignore("lr");
-  }
+  r.read("lr", o.lr);
   read_enum(r, json, source, "lr_scheduler", kLrSchedulerNames, o.lr_scheduler);
   r.read("lr_warmup_steps", o.lr_warmup_steps);
   r.read("lr_num_cycles", o.lr_num_cycles);
@@ -106,13 +100,7 @@ TrainOptions options_from_json(const nlohmann::json& json, const std::string& so
   r.read("resolution", o.resolution);
   r.read("center_crop", o.center_crop);
   r.read("flip", o.flip);
-  if (json.contains("seed") && !json.at("seed").is_null()) {
-    uint64_t seed = 0;
-    r.read("seed", seed);
-    o.seed = seed;
-  } else {
-    r.ignore("seed");
-  }
+  r.read("seed", o.seed);
   r.read("device", o.device);
 
   r.read("prior_preservation", o.prior_preservation);
@@ -129,25 +117,13 @@ TrainOptions options_from_json(const nlohmann::json& json, const std::string& so
   read_enum(r, json, source, "mixed_precision", kMixedPrecisionNames, o.mixed_precision);
   r.read("gradient_checkpointing", o.gradient_checkpointing);
   r.read("cache_latents", o.cache_latents);
-  if (json.contains("snr_gamma") && !json.at("snr_gamma").is_null()) {
-    double gamma = 0;
-    r.read("snr_gamma", gamma);
-    o.snr_gamma = gamma;
-  } else {
-    r.ignore("snr_gamma");
-  }
+  r.read("snr_gamma", o.snr_gamma);
   r.read("offset_noise", o.offset_noise);
   r.read("use_8bit_adam", o.use_8bit_adam);
 
   r.read("lora", o.lora);
   r.read("lora_rank", o.lora_rank);
-  if (json.contains("lora_alpha") && !json.at("lora_alpha").is_null()) {
-    double alpha = 0;
-    r.read("lora_alpha", alpha);
-    o.lora_alpha = alpha;
-  } else {
-    r.ignore("lora_alpha");
-  }
+  r.read("lora_alpha", o.lora_alpha);
   r.read("lora_dropout", o.lora_dropout);
   std::string lora_targets = lora::lora_targets_name(o.lora_targets);
   r.read("lora_targets", lora_targets);

@@ -71,6 +71,23 @@ TEST(ConfigReader, UnknownKeysAndTypes) {
   EXPECT_THROW(r.require_value("extra", false), Error);
 }
 
+TEST(ConfigReader, OptionalSettings) {
+  nlohmann::json j = {{"lr", 2e-6}, {"seed", nullptr}, {"gamma", "five"}};
+  ConfigReader r(j, "preset.json");
+  std::optional<double> lr;
+  r.read("lr", lr);
+  EXPECT_EQ(lr, 2e-6);
+  std::optional<uint64_t> seed = 7;
+  r.read("seed", seed);  // null: keep what the command line gave
+  EXPECT_EQ(seed, 7u);
+  std::optional<double> alpha;
+  r.read("alpha", alpha);  // absent
+  EXPECT_FALSE(alpha.has_value());
+  std::optional<double> gamma;
+  EXPECT_THROW(r.read("gamma", gamma), Error);
+  EXPECT_TRUE(r.unknown_keys().empty()) << "null and read keys count as read";
+}
+
 TEST(Error, MessagesAreOneLine) {
   Error e = input_error("a\nb.safetensors", "broken\nheader", "re-export");
   EXPECT_EQ(std::string(e.what()).find('\n'), std::string::npos);

@@ -4,6 +4,7 @@
 // is an unknown key and gets a warning naming it. A value of the wrong type is an error.
 #pragma once
 
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -21,6 +22,9 @@ class ConfigReader {
   // Reads `key` into `value` if present (and not null); leaves the default otherwise.
   template <typename T>
   void read(const std::string& key, T& value);
+  // An optional setting: set when the key holds a value; left as it is when the key is absent or null.
+  template <typename T>
+  void read(const std::string& key, std::optional<T>& value);
   // For keys diffusers writes as either a scalar or a per-block list ("attention_head_dim": 8 | [5,10,20,20]).
   void read_int_or_list(const std::string& key, std::vector<int>& value);
   // A key we do not implement: fine when absent, null or equal to `supported`; a model error otherwise.
@@ -67,6 +71,15 @@ void ConfigReader::read(const std::string& key, T& value) {
   } catch (const nlohmann::json::exception&) {
     throw_config_type_error(source_, key, "a value of another type", *it);
   }
+}
+
+template <typename T>
+void ConfigReader::read(const std::string& key, std::optional<T>& value) {
+  T read_value{};
+  touched_.insert(key);
+  if (!has(key)) return;
+  read(key, read_value);
+  value = read_value;
 }
 
 }  // namespace dreambooth
