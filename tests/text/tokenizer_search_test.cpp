@@ -14,6 +14,7 @@ using dreambooth::Error;
 using dreambooth::ErrorKind;
 using dreambooth::testing::TempDir;
 using dreambooth::text::find_tokenizer;
+using dreambooth::text::find_model_own_tokenizer;
 using dreambooth::text::TokenizerFamily;
 using dreambooth::text::TokenizerQuery;
 
