@@ -292,7 +292,8 @@ const std::vector<std::string>& resume_invariant_keys() {
       "seed",            "prior_preservation",    "num_class_images", "train_text_encoder", "mixed_precision",
       "cache_latents",   "lr",             "lr_scheduler",  "lr_warmup_steps",      "lr_num_cycles",
       "lr_power",        "adam_beta1",     "adam_beta2",    "adam_weight_decay",    "adam_epsilon",
-      "lora",            "lora_rank",      "lora_alpha",    "lora_targets",         "use_8bit_adam"};
+      "lora",            "lora_rank",      "lora_alpha",    "lora_targets",         "lora_dropout",
+      "use_8bit_adam"};
   return keys;
 }
 

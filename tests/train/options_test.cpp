@@ -177,7 +177,7 @@ TEST(TrainOptions, LoraOptions) {
   EXPECT_NO_THROW(validate_options(bad));
 
   const auto& invariant = resume_invariant_keys();
-  for (const char* key : {"lora", "lora_rank", "lora_alpha", "lora_targets"})
+  for (const char* key : {"lora", "lora_rank", "lora_alpha", "lora_targets", "lora_dropout"})
     EXPECT_NE(std::find(invariant.begin(), invariant.end(), key), invariant.end()) << key;
 }
 
