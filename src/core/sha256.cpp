@@ -98,9 +98,7 @@ std::string sha256_hex(const std::string& data) {
   return Sha256::hex(h.finish());
 }
 
-std::string sha256_file_hex(const std::filesystem::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw input_error(path.string(), "cannot open for hashing");
+std::string sha256_stream_hex(std::istream& in) {
   Sha256 h;
   std::vector<char> buffer(1 << 20);
   while (in) {
@@ -108,6 +106,12 @@ std::string sha256_file_hex(const std::filesystem::path& path) {
     h.update(buffer.data(), static_cast<size_t>(in.gcount()));
   }
   return Sha256::hex(h.finish());
+}
+
+std::string sha256_file_hex(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw input_error(path.string(), "cannot open for hashing");
+  return sha256_stream_hex(in);
 }
 
 }  // namespace dreambooth

@@ -4,7 +4,6 @@
 #include <fstream>
 #include <mutex>
 #include <sstream>
-#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -85,13 +84,7 @@ std::string safetensors_data_sha256(const fs::path& file) {
   if (!in || ec || header_length > size - 8)
     throw input_error(file.string(), "not a safetensors file (the header length points past its end)");
   in.seekg(static_cast<std::streamoff>(8 + header_length));
-  Sha256 h;
-  std::vector<char> buffer(1 << 20);
-  while (in) {
-    in.read(buffer.data(), static_cast<std::streamsize>(buffer.size()));
-    h.update(buffer.data(), static_cast<size_t>(in.gcount()));
-  }
-  return Sha256::hex(h.finish());
+  return sha256_stream_hex(in);
 }
 
 }  // namespace dreambooth::pipelines

@@ -307,14 +307,7 @@ TrainResult train_dreambooth(TrainOptions options, const TrainHooks& hooks) {
   const int start_step = run.step;
   MetricsLog metrics(fs::path(options.output) / kMetricsFile, start_step);
 
-  StepModels step_models;
-  step_models.unet = model.unet;
-  step_models.vae = model.vae;
-  step_models.text_encoder = model.text_encoder;
-  step_models.noise_schedule = &noise_schedule;
-  step_models.prediction_type = model.description.prediction_type;
-  step_models.scaling_factor = model.description.vae.scaling_factor;
-  step_models.mixed_precision = options.mixed_precision;
+  const StepModels step_models = step_models_of(model, noise_schedule, options.mixed_precision);
   LossOptions loss_options;
   loss_options.prior_loss_weight = options.prior_loss_weight;
   loss_options.snr_gamma = options.snr_gamma;

@@ -2,6 +2,7 @@
 
 #include <torch/torch.h>
 
+#include "dreambooth/checkpoint/stable_diffusion.h"
 #include "dreambooth/core/error.h"
 #include "dreambooth/train/mixed_precision.h"
 
@@ -34,6 +35,19 @@ StepNoise draw_step_noise(at::Generator& generator, at::IntArrayRef latent_shape
   }
   out.timesteps = torch::randint(0, num_train_timesteps, {latent_shape[0]}, generator, torch::kLong);
   return out;
+}
+
+StepModels step_models_of(const checkpoint::StableDiffusion& model, const schedulers::NoiseSchedule& schedule,
+                          MixedPrecision mixed_precision) {
+  StepModels models;
+  models.unet = model.unet;
+  models.vae = model.vae;
+  models.text_encoder = model.text_encoder;
+  models.noise_schedule = &schedule;
+  models.prediction_type = model.description.prediction_type;
+  models.scaling_factor = model.description.vae.scaling_factor;
+  models.mixed_precision = mixed_precision;
+  return models;
 }
 
 StepLosses step_loss(const StepModels& models, const StepBatch& batch, const StepNoise& noise,

@@ -60,7 +60,7 @@ CheckpointedStepResult golden_step_gradients(bool train_text_encoder, bool gradi
 
   const schedulers::NoiseSchedule schedule = schedulers::make_noise_schedule(
       schedulers::SchedulerConfig::from_json(model.description.scheduler, "tiny-sd1 scheduler"));
-  const train::StepModels models = dreambooth::testing::step_models_of(model, schedule);
+  const train::StepModels models = train::step_models_of(model, schedule);
   const auto [batch, noise] = dreambooth::testing::golden_step_inputs(g);
 
   const train::StepLosses losses = train::step_loss(models, batch, noise, {});

@@ -85,7 +85,7 @@ TEST(LoraTraining, OnlyTheAdaptersTrainAndTheBaseKeepsEveryBit) {
   io::SafetensorsReader g(dreambooth::testing::golden_path("tiny-sd1/golden/dreambooth_step_te.safetensors"));
   const schedulers::NoiseSchedule schedule = schedulers::make_noise_schedule(
       schedulers::SchedulerConfig::from_json(model.description.scheduler, "tiny-sd1 scheduler"));
-  const train::StepModels models = dreambooth::testing::step_models_of(model, schedule);
+  const train::StepModels models = train::step_models_of(model, schedule);
   const auto [batch, noise] = dreambooth::testing::golden_step_inputs(g);
   auto optimizer = train::make_adamw(trainable, options);
   train::set_training_mode(model, trainable, true);

@@ -1,6 +1,5 @@
-// What the training tests share: the step's view of a loaded model, the golden DreamBooth step's batch and
-// noise, a short run's options on the golden tiny model with its synthetic subject photos, and whole-file
-// tensor reads.
+// What the training tests share: the golden DreamBooth step's batch and noise, a short run's options on the
+// golden tiny model with its synthetic subject photos, interrupted runs, and whole-file tensor comparisons.
 #pragma once
 
 #include <algorithm>
@@ -27,19 +26,6 @@
 #include "support/tensor_close.h"
 
 namespace dreambooth::testing {
-
-// The step's view of `model`, whose modules it shares; `schedule` must outlive it.
-inline train::StepModels step_models_of(const checkpoint::StableDiffusion& model,
-                                        const schedulers::NoiseSchedule& schedule) {
-  train::StepModels models;
-  models.unet = model.unet;
-  models.vae = model.vae;
-  models.text_encoder = model.text_encoder;
-  models.noise_schedule = &schedule;
-  models.prediction_type = model.description.prediction_type;
-  models.scaling_factor = model.description.vae.scaling_factor;
-  return models;
-}
 
 struct GoldenStepInputs {
   train::StepBatch batch;

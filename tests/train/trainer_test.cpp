@@ -55,7 +55,7 @@ double fixed_instance_loss(const fs::path& model_path, const fs::path& subject) 
   const auto tokenizer = text::load_tokenizer(dreambooth::testing::golden_path("tiny-sd1/tokenizer"));
   const schedulers::NoiseSchedule schedule = schedulers::make_noise_schedule(
       schedulers::SchedulerConfig::from_json(model.description.scheduler, "scheduler"));
-  const train::StepModels models = dreambooth::testing::step_models_of(model, schedule);
+  const train::StepModels models = train::step_models_of(model, schedule);
   std::vector<at::Tensor> pixels;
   for (const char* name : {"photo0.png", "photo1.png"}) {
     const io::Image image = train::resize_shorter_side(io::load_image(subject / name), 64);

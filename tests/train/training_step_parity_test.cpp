@@ -46,7 +46,7 @@ void run_golden_step(const std::string& case_name, bool train_text_encoder) {
 
   const schedulers::NoiseSchedule schedule = schedulers::make_noise_schedule(
       schedulers::SchedulerConfig::from_json(model.description.scheduler, "tiny-sd1 scheduler"));
-  const train::StepModels models = dreambooth::testing::step_models_of(model, schedule);
+  const train::StepModels models = train::step_models_of(model, schedule);
   // [instance, class]
   const auto [batch, noise] = dreambooth::testing::golden_step_inputs(g, dreambooth::testing::test_device());
 

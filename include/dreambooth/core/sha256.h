@@ -5,6 +5,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
+#include <istream>
 #include <string>
 
 namespace dreambooth {
@@ -25,6 +26,8 @@ class Sha256 {
 };
 
 std::string sha256_hex(const std::string& data);
+// Hashes what is left of `in`, from its current position to its end.
+std::string sha256_stream_hex(std::istream& in);
 // Streams the file; throws an input error naming it when unreadable.
 std::string sha256_file_hex(const std::filesystem::path& path);
 

@@ -28,6 +28,10 @@
 #include "dreambooth/schedulers/noise_schedule.h"
 #include "dreambooth/train/options.h"
 
+namespace dreambooth::checkpoint {
+struct StableDiffusion;
+}
+
 namespace dreambooth::train {
 
 // Shared module handles (`mutable`, as in checkpoint::StableDiffusion: running them does not change the bundle).
@@ -40,6 +44,11 @@ struct StepModels {
   double scaling_factor = 0.18215;
   MixedPrecision mixed_precision = MixedPrecision::No;  // autocast around the UNet/text encoder (CUDA)
 };
+
+// The step's view of a loaded model, sharing its modules (and so its null text encoder or VAE, when freed);
+// `schedule` must outlive it.
+StepModels step_models_of(const checkpoint::StableDiffusion& model, const schedulers::NoiseSchedule& schedule,
+                          MixedPrecision mixed_precision = MixedPrecision::No);
 
 // N examples: instance rows first, then class rows.
 struct StepBatch {
